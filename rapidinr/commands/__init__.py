@@ -1,0 +1,1 @@
+"""One module per `rapidinr` verb, each with ``add(subparsers)`` that registers it."""

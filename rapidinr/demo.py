@@ -1,0 +1,56 @@
+"""``rapidinr demo``: the main job on the embedded default, on the CPU, in a few minutes."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .config import Arch, FitConfig
+from .data import load_default
+from .encoder import encode_to_file, resolve_device
+from .errors import UserError
+
+
+def png_bytes(images: torch.Tensor) -> list[int]:
+    """Size of each uint8 image (N, C, H, W) as an optimized PNG file."""
+    sizes = []
+    for image in images:
+        array = image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG", optimize=True)
+        sizes.append(buffer.tell())
+    return sizes
+
+
+def demo(out_dir: Path, images: int = 512, steps: int = 1000, arch: str = "3x15", device=None) -> dict:
+    """Encode the first ``images`` of the embedded Fashion-MNIST subset and print what happened."""
+    if not 1 <= images <= 4000:
+        raise UserError(f"--images must be 1..4000 (the embedded set holds 4000), got {images}")
+    data = load_default("train")
+    subset = data.subset(0, images)
+    dev = resolve_device(device)
+    arch_obj = Arch.parse(arch, channels=1)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{out_dir}: cannot create folder ({err.strerror or err})") from None
+    target = out_dir / "demo.rinr"
+    print(f"rapidinr demo: encoding {images} Fashion-MNIST images (28x28 gray, embedded in data/) "
+          f"with one {arch_obj.name} SIREN each ({arch_obj.n_params} parameters), {steps} Adam steps, on {dev}")
+    start = time.perf_counter()
+    inrs = encode_to_file(subset.images, target, arch_obj, FitConfig(steps=steps), dev, subset.labels,
+                          subset.class_names, subset.source, overwrite=True)
+    seconds = time.perf_counter() - start
+    info = inrs.info()
+    raw = subset.images[0].numel()
+    png = sum(png_bytes(subset.images)) / images
+    print(f"  images          {images} in {seconds:.1f} s ({images / seconds:.1f} images/s)")
+    print(f"  PSNR            mean {info['psnr_mean']:.2f} dB, worst {info['psnr_min']:.2f} dB")
+    print(f"  bytes per image {info['bytes_per_image']:.0f} (.rinr, fp32 weights + header) against "
+          f"{raw} raw and {png:.0f} as PNG")
+    print(f"  file            {target} ({info['file_bytes']} bytes)")
+    print(f"  next            rapidinr info {target} --json; rapidinr decode {target} -o {out_dir / 'png'}")
+    return info

@@ -1,0 +1,175 @@
+"""Batched fitting: every image of a chunk fitted at once by one Adam over stacked weights.
+
+Adam is elementwise, so one Adam over the (N, P) parameter matrix is exactly N independent
+Adams, one per image (tested against a per-image ``nn.Module`` loop). The optimizer is written
+out here rather than taken from ``torch.optim`` because its state must shrink with the batch:
+images that reach the target PSNR, or diverge, leave the active batch and stop costing compute.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from . import siren
+from .config import Arch, FitConfig
+
+
+@dataclass
+class FitResult:
+    params: torch.Tensor  # (N, P) float32: each image's best weights
+    train_psnr: torch.Tensor  # (N,) best PSNR seen while fitting (float output, not 8-bit rounded)
+    refits: int  # images refitted after divergence
+    image_steps: int  # Adam steps actually run, summed over images (early stop makes it smaller)
+
+
+def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of an MSE measured on the network's [-1, 1] scale (peak-to-peak 2)."""
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-20))
+
+
+def cosine_lr(cfg: FitConfig, step: int, lr: float) -> float:
+    """Cosine decay from ``lr`` at step 0 to ``lr * cfg.lr_final_ratio`` at the last step."""
+    final = lr * cfg.lr_final_ratio
+    return final + 0.5 * (lr - final) * (1 + math.cos(math.pi * step / max(cfg.steps - 1, 1)))
+
+
+def images_to_targets(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) → float targets (N, H*W, C) on [-1, 1], the network's output scale."""
+    n, c, h, w = images.shape
+    return (images.float() / 127.5 - 1).permute(0, 2, 3, 1).reshape(n, h * w, c)  # (N, HW, C)
+
+
+def chunk_size_for(arch: Arch, pixels: int, cfg: FitConfig) -> int:
+    """Images per chunk so that activations, cosines and gradients fit ``cfg.memory_budget_mb``."""
+    if cfg.chunk_size is not None:
+        return cfg.chunk_size
+    floats_per_image = pixels * (4 * arch.hidden * arch.layers + 4 * arch.channels) + 8 * arch.n_params
+    return max(1, int(cfg.memory_budget_mb * 2**20 / (4 * floats_per_image)))
+
+
+def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress):
+    """Fit one chunk. targets (n, HW, C); params (n, P) initial weights; mask (n, P) or None.
+
+    Returns (best params (n, P), best PSNR (n,), diverged (n,) bool, image-steps run).
+    """
+    n = params.shape[0]
+    best, best_psnr = params.clone(), torch.full((n,), -math.inf, device=params.device)
+    diverged = torch.zeros(n, dtype=torch.bool, device=params.device)
+    active = torch.arange(n, device=params.device)  # chunk rows still being fitted
+    p, tgt = params.clone(), targets
+    m, v = torch.zeros_like(p), torch.zeros_like(p)
+    act_mask = mask
+    beta1, beta2 = cfg.betas
+    image_steps = 0
+    for step in range(cfg.steps):
+        mse, grad = siren.loss_and_grad(p, arch, coords, tgt)
+        image_steps += p.shape[0]
+        psnr = psnr_from_mse(mse)  # (n_active,)
+        improved = psnr > best_psnr[active]  # NaN compares False, so a NaN never becomes best
+        if cfg.keep_best:
+            best[active[improved]] = p[improved]
+        else:
+            best[active] = p
+        best_psnr[active] = torch.where(improved, psnr, best_psnr[active])
+        bad = ~torch.isfinite(mse) | (psnr < best_psnr[active] - cfg.divergence_drop_db)
+
+        # Adam (torch.optim.Adam's formula), one step for every active image.
+        t = step + 1
+        if act_mask is not None:
+            grad.mul_(act_mask)
+        m.lerp_(grad, 1 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(cfg.eps)
+        p.addcdiv_(m, denom, value=-cosine_lr(cfg, step, lr) / (1 - beta1**t))
+        if act_mask is not None:
+            p.mul_(act_mask)  # pruned weights stay exactly zero
+
+        if progress is not None and t % cfg.check_every == 0:
+            progress.update(n * cfg.check_every / cfg.steps)
+            progress.set_postfix(psnr=f"{best_psnr.mean().item():.2f}")
+        if t % cfg.check_every == 0 or bad.any():
+            reached = best_psnr[active] >= cfg.target_psnr if cfg.target_psnr else torch.zeros_like(bad)
+            diverged[active[bad]] = True
+            done = bad | reached
+            if done.any():
+                keep = ~done
+                active, p, m, v, tgt = active[keep], p[keep], m[keep], v[keep], tgt[keep]
+                act_mask = act_mask[keep] if act_mask is not None else None
+                if coords.dim() == 3:
+                    coords = coords[keep]
+                if active.numel() == 0:
+                    break
+    return best, best_psnr, diverged, image_steps
+
+
+def fit(
+    images: torch.Tensor,
+    arch: Arch,
+    cfg: FitConfig,
+    device: str | torch.device = "cpu",
+    init: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    seed_offset: int = 0,
+    progress: bool = True,
+    on_chunk=None,
+    start_chunk: int = 0,
+) -> FitResult:
+    """Fit one SIREN per image of ``images`` (uint8, N×C×H×W), chunk by chunk.
+
+    init: (N, P) starting weights (default: SIREN init seeded by ``cfg.seed + seed_offset + i``).
+    mask: (N, P) 0/1 pruning mask; masked weights are zero and stay zero.
+    on_chunk(index, start, FitResult): called after each chunk (used for checkpoints);
+    start_chunk skips the chunks a resumed run already has.
+    """
+    n, c, h, w = images.shape
+    device = torch.device(device)
+    coords = siren.coordinate_grid(h, w, device=device)  # (HW, 2)
+    size = chunk_size_for(arch, h * w, cfg)
+    out = torch.empty(n, arch.n_params)
+    out_psnr = torch.empty(n)
+    refits = image_steps = 0
+    bar = tqdm(total=float(n), unit="img", desc="encode", disable=not progress, smoothing=0.1,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+    bar.update(min(start_chunk * size, n))
+    for index, start in enumerate(range(0, n, size)):
+        if index < start_chunk:
+            continue
+        stop = min(start + size, n)
+        seeds = range(cfg.seed + seed_offset + start, cfg.seed + seed_offset + stop)
+        params0 = init[start:stop] if init is not None else siren.init_params(arch, seeds)
+        chunk_mask = mask[start:stop].to(device) if mask is not None else None
+        if chunk_mask is not None:
+            params0 = params0 * chunk_mask.cpu()
+        targets = images_to_targets(images[start:stop]).to(device)
+        best, psnr, diverged, steps = _fit_chunk(targets, coords, params0.to(device), arch, cfg,
+                                                 cfg.lr, chunk_mask, bar)
+        image_steps += steps
+        lr = cfg.lr
+        for attempt in range(cfg.max_refits):
+            rows = diverged.nonzero().flatten()
+            if rows.numel() == 0:
+                break
+            refits += rows.numel()
+            lr *= cfg.refit_lr_factor
+            fresh_seeds = [s + (attempt + 1) * 1_000_003 for s in (seeds[i] for i in rows.tolist())]
+            fresh = siren.init_params(arch, fresh_seeds).to(device)
+            sub_mask = chunk_mask[rows] if chunk_mask is not None else None
+            if sub_mask is not None:
+                fresh = fresh * sub_mask
+            rbest, rpsnr, rdiv, steps = _fit_chunk(targets[rows], coords, fresh, arch, cfg, lr, sub_mask, None)
+            image_steps += steps
+            better = rpsnr > psnr[rows]
+            best[rows[better]] = rbest[better]
+            psnr[rows[better]] = rpsnr[better]
+            diverged[rows] = rdiv
+        best = torch.nan_to_num(best, nan=0.0, posinf=0.0, neginf=0.0)  # a set never holds NaN weights
+        out[start:stop] = best.cpu()
+        out_psnr[start:stop] = psnr.cpu()
+        bar.update(stop - bar.n)
+        if on_chunk is not None:
+            on_chunk(index, start, FitResult(out[start:stop], out_psnr[start:stop], refits, image_steps))
+    bar.close()
+    return FitResult(out, out_psnr, refits, image_steps)
