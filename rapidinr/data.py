@@ -103,9 +103,11 @@ def load_default(split: str = "train", size=None) -> ImageSet:
 def _sample_photos() -> list[tuple[str, np.ndarray]]:
     from skimage import data as skdata
 
+    left, right, _ = skdata.stereo_motorcycle()
+    loaders = {"motorcycle_left": lambda: left, "motorcycle_right": lambda: right}
     photos = []
     for name in SAMPLE_PHOTOS:
-        array = getattr(skdata, name)()
+        array = loaders[name]() if name in loaders else getattr(skdata, name)()
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
         photos.append((name, np.ascontiguousarray(array[..., :3]).astype(np.uint8)))
