@@ -13,6 +13,7 @@ a reader never sees a half-written file and a killed writer leaves the old file 
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -63,6 +64,24 @@ def write_atomic(path: str | Path, data: bytes) -> None:
             os.unlink(tmp_name)
 
 
+def remove_stale_temporaries(path: str | Path, older_than: float) -> list[Path]:
+    """Delete temporaries of ``write_atomic(path)`` last modified before ``older_than`` (a time).
+
+    A writer killed between creating its temporary and the rename leaves one behind; a live
+    writer's temporary is newer than the caller's start, so it is left alone.
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < older_than:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            pass  # gone already, or not ours to remove: never fail a finished encode over it
+    return removed
+
+
 def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> int:
     """Write a .rinr file atomically; returns its size in bytes."""
     data = _serialize(tensors, {"format": MAGIC_KEY, "format_version": FORMAT_VERSION, **header})
@@ -73,6 +92,12 @@ def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> i
 def serialized_size(header: dict, tensors: dict[str, torch.Tensor]) -> int:
     """The exact size ``write`` would produce, without writing."""
     return len(_serialize(tensors, {"format": MAGIC_KEY, "format_version": FORMAT_VERSION, **header}))
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def _fail(path, why: str) -> UserError:
@@ -88,24 +113,26 @@ def parse_header(path, data: bytes) -> tuple[dict, dict, int]:
         raise _fail(path, "not a .rinr file, or truncated (bad header length)")
     try:
         table = json.loads(data[8 : 8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, a huge number, absurd nesting
         raise _fail(path, "not a .rinr file (header is not JSON)") from None
     if not isinstance(table, dict) or not isinstance(table.get("__metadata__"), dict):
         raise _fail(path, "not a .rinr file (no rapidinr header)")
     raw = table.pop("__metadata__").get(MAGIC_KEY)
     try:
         header = json.loads(raw) if isinstance(raw, str) else None
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         header = None
     if not isinstance(header, dict) or header.get("format") != MAGIC_KEY:
         raise _fail(path, "not a .rinr file (no rapidinr header)")
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+        said = "has no format version" if version is None else f"is .rinr format version {version!r}"
         raise _fail(
             path,
-            f"written in .rinr format version {version!r}; this rapidinr reads version {FORMAT_VERSION}: "
-            + ("upgrade rapidinr to read it" if isinstance(version, int) and version > FORMAT_VERSION
-               else "re-encode the images with this rapidinr"),
+            f"{said}; this rapidinr {_package_version()} reads version {FORMAT_VERSION}: "
+            + ("upgrade rapidinr (pip install -U rapidinr) to read it" if newer
+               else "re-encode the images with this rapidinr (rapidinr encode SOURCE -o FILE --overwrite)"),
         )
     return header, table, 8 + size
 
@@ -117,7 +144,7 @@ def check_table(path, table: dict, payload_bytes: int) -> dict[str, tuple[str, l
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise _fail(path, f"corrupt tensor entry {name!r}")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise _fail(path, f"tensor {name!r} has unsupported dtype {dtype!r}")
         if not (isinstance(shape, list) and len(shape) <= 8 and all(isinstance(d, int) and 0 <= d < 2**40 for d in shape)):
             raise _fail(path, f"tensor {name!r} has a bad shape")
@@ -147,11 +174,21 @@ def read(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], int]:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # one open file: a concurrent rename cannot mix two files
+            total = os.fstat(handle.fileno()).st_size
+            head = handle.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else 0
+            if 2 <= size <= MAX_HEADER_BYTES and 8 + size <= total:
+                head += handle.read(size)
+            # the header is checked against the file's size before the payload is read at all
+            header, table, start = parse_header(path, head)
+            check_table(path, table, total - start)
+            handle.seek(0)
+            data = handle.read()
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
-    header, table, start = parse_header(path, data)
-    check_table(path, table, len(data) - start)
+    if len(data) != total:
+        raise _fail(path, "the file changed while it was read")
     digest = hashlib.sha256(memoryview(data)[start:]).hexdigest()
     if digest != header.get("payload_sha256"):
         raise _fail(path, "checksum mismatch: the file is corrupt")

@@ -12,6 +12,9 @@ from .errors import UserError
 from .store import DenseStore, store_from_tensors
 
 MAX_DECODE_SIDE = 16384  # a decode larger than this a side is a mistake, not a request
+# Dense float32 weights at most this many times the file's size: biases are always stored in full,
+# so even a fully pruned 8-bit set stays far below; past it, the header lies (a "weight bomb").
+MAX_EXPANSION = 1024
 
 
 def _as_size(size, default: tuple[int, int]) -> tuple[int, int]:
@@ -19,7 +22,12 @@ def _as_size(size, default: tuple[int, int]) -> tuple[int, int]:
         return default
     if isinstance(size, int):
         size = (size, size)
-    height, width = (int(s) for s in size)
+    try:
+        if isinstance(size, str):
+            raise TypeError
+        height, width = (int(s) for s in size)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"decode size must be (height, width) integers, got {size!r}") from None
     if not (0 < height <= MAX_DECODE_SIDE and 0 < width <= MAX_DECODE_SIDE):
         raise UserError(f"decode size must be 1..{MAX_DECODE_SIDE} a side, got {height}x{width}")
     return height, width
@@ -72,7 +80,13 @@ class INRSet:
     def _indices(self, indices) -> torch.Tensor:
         if indices is None:
             return torch.arange(len(self), device=self.device)
-        index = torch.as_tensor(indices, dtype=torch.long).flatten().to(self.device)
+        try:
+            index = torch.as_tensor(indices)
+        except (TypeError, ValueError, RuntimeError):
+            raise UserError(f"image indices must be integers, got {indices!r}") from None
+        if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
+            raise UserError(f"image indices must be integers, got {index.dtype}")
+        index = index.long().flatten().to(self.device)
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
             raise UserError(f"image index out of range: the set holds {len(self)} images (0..{len(self) - 1})")
         return index
@@ -85,16 +99,25 @@ class INRSet:
         flips into each image's coordinate grid.
         """
         index = self._indices(indices)
+        if (not isinstance(coords, torch.Tensor) or not coords.is_floating_point() or coords.dim() not in (2, 3)
+                or coords.shape[-1] != 2 or (coords.dim() == 3 and coords.shape[0] != index.numel())):
+            raise UserError(f"decode_at: coords must be float (P, 2) or (B, P, 2) with B = {index.numel()}")
         points = coords.shape[-2]
-        per_image = 4 * points * (2 * self.arch.hidden + self.arch.channels + 2)
-        step = max(1, int(memory_budget_mb * 2**20 // per_image))
+        per_point = 4 * (2 * self.arch.hidden + self.arch.channels + 2)  # working bytes per pixel
+        budget = memory_budget_mb * 2**20
+        span = min(points, max(1, int(budget // per_point)))  # pixels at once: a huge image goes in slices
+        step = max(1, int(budget // (per_point * span)))  # images at once
         out = torch.empty(index.numel(), points, self.channels, device=self.device)
         with torch.no_grad():
             for start in range(0, index.numel(), step):
                 rows = index[start : start + step]
-                grid = coords[start : start + step] if coords.dim() == 3 else coords
-                raw = siren.forward(self.store.gather(rows), self.arch, grid.to(self.device))  # (b, P, C)
-                out[start : start + step] = raw.add_(1).mul_(0.5).clamp_(0, 1)
+                weights = self.store.gather(rows)  # (b, P_weights)
+                for first in range(0, points, span):
+                    grid = coords[start : start + step, first : first + span] if coords.dim() == 3 \
+                        else coords[first : first + span]
+                    raw = siren.forward(weights, self.arch, grid.to(self.device))  # (b, span, C)
+                    # absurd (finite) weights can overflow to NaN: a pixel is always a number in [0, 1]
+                    out[start : start + step, first : first + span] = raw.nan_to_num_(0.0).add_(1).mul_(0.5).clamp_(0, 1)
         return out
 
     def decode(self, indices=None, size=None, memory_budget_mb: float = 256) -> torch.Tensor:
@@ -134,6 +157,8 @@ class INRSet:
 
     def save(self, path: str | Path) -> int:
         """Write the set to ``path`` (atomically); returns the file's size in bytes."""
+        if not bool(torch.isfinite(self.params).all()):  # the reader would refuse it: refuse it here
+            raise UserError(f"{path}: refusing to save a set whose weights contain NaN or infinity")
         self.file_bytes = fileformat.write(path, self.header(), self.tensors())
         return self.file_bytes
 
@@ -181,12 +206,17 @@ def load(path: str | Path, device="cpu") -> INRSet:
     width = _check_int(path, header, "width", 1, MAX_DECODE_SIDE)
     try:
         arch = Arch.from_json(header["arch"])
-    except (KeyError, TypeError, ValueError, UserError):
+    except (KeyError, TypeError, ValueError, OverflowError, UserError):  # int(inf) is an OverflowError
         raise UserError(f"{path}: header field 'arch' is missing or invalid") from None
-    store = store_from_tensors(path, tensors, header, n, arch.n_params)
+    if not isinstance(header.get("param_encoding"), str):
+        raise UserError(f"{path}: header field 'param_encoding' is missing or invalid")
     psnr = tensors.get("psnr")
     if psnr is None or psnr.dtype != torch.float32 or tuple(psnr.shape) != (n,):
         raise UserError(f"{path}: per-image PSNR missing or malformed")
+    if 4 * n * arch.n_params > MAX_EXPANSION * file_bytes + (64 << 20):  # checked before the store allocates
+        raise UserError(f"{path}: header claims {n} images of {arch.n_params} weights, far more than "
+                        f"its {file_bytes} bytes can hold (corrupt)")
+    store = store_from_tensors(path, tensors, header, n, arch.n_params)
     classes = header.get("class_names") or []
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise UserError(f"{path}: header field 'class_names' is malformed")
