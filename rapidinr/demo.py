@@ -25,7 +25,8 @@ def png_bytes(images: torch.Tensor) -> list[int]:
     return sizes
 
 
-def demo(out_dir: Path, images: int = 512, steps: int = 1000, arch: str = "3x15", device=None) -> dict:
+def demo(out_dir: Path, images: int = 512, steps: int = 1000, arch: str = "3x15", device=None,
+         figures: bool = True) -> dict:
     """Encode the first ``images`` of the embedded Fashion-MNIST subset and print what happened."""
     if not 1 <= images <= 4000:
         raise UserError(f"--images must be 1..4000 (the embedded set holds 4000), got {images}")
@@ -53,4 +54,11 @@ def demo(out_dir: Path, images: int = 512, steps: int = 1000, arch: str = "3x15"
           f"{raw} raw and {png:.0f} as PNG")
     print(f"  file            {target} ({info['file_bytes']} bytes)")
     print(f"  next            rapidinr info {target} --json; rapidinr decode {target} -o {out_dir / 'png'}")
+    if figures:
+        from .figures import write_figures
+
+        figure_dir = out_dir / "figures"
+        print(f"rapidinr demo: quick figures (PNG, SVG and the JSON behind each) into {figure_dir}")
+        write_figures(figure_dir, quick=True, device=str(dev))
+        print(f"  figures         {figure_dir} (full size: rapidinr figures -o DIR)")
     return info

@@ -11,13 +11,15 @@ def add(sub):
     p.add_argument("--steps", type=int, default=1000, help="Adam steps per image (default 1000)")
     p.add_argument("--arch", default="3x15")
     p.add_argument("--device", default=None)
+    p.add_argument("--no-figures", action="store_true", help="skip writing the quick figures at the end")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..demo import demo
 
-    demo(Path(args.output), images=args.images, steps=args.steps, arch=args.arch, device=args.device)
+    demo(Path(args.output), images=args.images, steps=args.steps, arch=args.arch, device=args.device,
+         figures=not args.no_figures)
     return 0
 
 

@@ -1,0 +1,123 @@
+"""Widget callbacks, called directly (no browser, no kernel)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("ipywidgets")
+
+from rapidinr import encode, search, widgets  # noqa: E402
+from rapidinr.errors import UserError  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_cpu_thread():
+    """Tiny fits: one thread is as fast alone and far faster on a shared, loaded CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small_set():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8, generator=g)
+    images[1] = 0  # a black image decodes very differently from noise
+    inrs = encode(images, "2x8", steps=30, progress=False, labels=torch.tensor([0, 1, 0]), class_names=["a", "b"])
+    return inrs, images
+
+
+def _pixels(fig):
+    return [im.get_array().copy() for ax in fig.axes for im in ax.get_images()]
+
+
+def test_decode_explorer_follows_its_controls(small_set):
+    inrs, images = small_set
+    ui = widgets.decode_explorer(inrs, images)
+    first = ui.update()
+    assert ui.renders == 1 and len(first.axes) == 3
+    assert _pixels(first)[2].shape[:2] == (32, 32)  # decoded at 4x by default
+    ui.controls["index"].value = 1  # what a slider move does
+    assert ui.renders == 2 and ui.last_figure is not first
+    assert not (_pixels(first)[1] == _pixels(ui.last_figure)[1]).all()
+    ui.controls["scale"].value = 2
+    assert _pixels(ui.last_figure)[2].shape[:2] == (16, 16)
+    assert "image 1 (b)" in ui.last_figure._suptitle.get_text()
+
+
+def test_decode_explorer_bad_index_is_a_message_not_an_exception(small_set):
+    inrs, images = small_set
+    ui = widgets.decode_explorer(inrs, images)
+    assert ui.update(index=7) is None
+    assert ui.last_error == "image index must be 0..2, got 7"
+    assert "image index must be 0..2" in ui.status.value
+    assert ui.update(index=0) is not None and ui.last_error is None and ui.status.value == ""
+
+
+def test_budget_explorer_sizes_and_refuses_over_budget():
+    ui = widgets.budget_explorer(channels=3, budget_bytes=2048)
+    fig = ui.update()
+    title = fig.axes[0].get_title()
+    assert "of 2048 B" in title and title.startswith("4x")
+    ui.controls["hidden"].value = 200  # too wide for 2 KB
+    assert ui.last_figure is None and "over the budget of 2048 bytes" in ui.last_error
+    ui.controls["hidden"].value = 0
+    ui.controls["shape"].value = "tapered"
+    widths = [p.get_height() for p in ui.last_figure.axes[0].patches]
+    assert widths[1] > widths[0] and search.arch_bytes(search.TaperedArch.of(widths)) <= 2048
+    ui.controls["hidden"].value = 10
+    assert "always sized to the budget" in ui.last_error
+
+
+def test_study_explorer_switches_panels():
+    rows = {"w0": [{"sweep": "w0", "arch": "3x8", "layers": 3, "widths": [8] * 3, "w0": w, "steps": 10,
+                    "psnr_mean": 20 + w / 30, "images": 1, "psnr": [20.0]} for w in (10.0, 30.0)],
+            "lr": [{"sweep": "lr", "arch": "3x15", "lr": lr, "steps": s, "psnr_mean": 20.0, "psnr": [20.0],
+                    "images": 1, "collapsed": int(lr > 0.01)} for lr in (1e-3, 3e-2) for s in (10, 20)]}
+    ui = widgets.study_explorer(rows)
+    assert "w0" in ui.update().axes[0].get_title()
+    ui.controls["study"].value = "lr"
+    assert "learning rate" in ui.last_figure.axes[0].get_title()
+    ui.controls["steps_shown"].value = "20"
+    assert len(ui.last_figure.axes[0].get_lines()) == 1
+    with pytest.raises(UserError):
+        widgets.study_explorer({})
+
+
+def test_bugs_in_a_render_are_not_swallowed():
+    ui = widgets.InteractiveFigure({}, lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        ui.update()
+
+
+def test_check_parameter_and_plain_errors_outside_ipython():
+    widgets.check_parameter("IMAGES", 5, 1, 10)
+    with pytest.raises(UserError, match="parameter IMAGES = 0 is out of range: use 1..10"):
+        widgets.check_parameter("IMAGES", 0, 1, 10)
+    with pytest.raises(UserError):
+        widgets.check_parameter("LR", "fast", 0, 1)
+    assert widgets.show_errors_plainly() is False
+
+
+def test_core_does_not_import_ipywidgets():
+    import subprocess
+    import sys
+
+    code = ("import sys, rapidinr, rapidinr.search, rapidinr.figures, rapidinr.figures.search, rapidinr.cli; "
+            "print('ipywidgets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_budget_explorer_fit_button_fits_the_chosen_arch():
+    images = search.study_images(search.SearchSettings(images=2, size=12))
+    ui = widgets.budget_explorer(budget_bytes=1024, images=images, steps=20)
+    ui.controls["layers"].value = 2
+    ui.button.click()  # what pressing the button does
+    row = ui.last_fit
+    assert row["arch"] == search.uniform_for_budget(2, 1024).name and row["steps"] == 20
+    assert row["bytes_per_image"] <= 1024 and len(row["psnr"]) == 2
+    assert len(ui.last_figure.axes) == 4  # 2 originals over 2 decodes
+    ui.controls["hidden"].value = 100  # over budget: the button refuses with a message
+    assert ui.fit() is None and "over the budget" in ui.last_error
