@@ -1,0 +1,162 @@
+"""Past one machine: rank and world helpers for ``torchrun``, and the sharded encode.
+
+Under ``torchrun --nproc_per_node=K`` every process sees ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK``. Training wraps the model in DDP and each rank decodes its slice of one
+shared-seed permutation (:func:`rapidinr.loaders.epoch_indices`). Encoding gives each rank a
+contiguous run of whole chunks, writes one shard file per rank, and rank 0 merges the shards into
+one ``.rinr`` that equals a single-process encode (image i is seeded by its global index, and a
+chunk holds the same images either way).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Rank:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def from_env() -> Rank:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 when not under torchrun)."""
+    try:
+        rank = int(os.environ.get("RANK", 0))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        local = int(os.environ.get("LOCAL_RANK", 0))
+    except ValueError:
+        raise UserError("RANK / WORLD_SIZE / LOCAL_RANK must be integers (set by torchrun)") from None
+    if world < 1 or not 0 <= rank < world:
+        raise UserError(f"RANK {rank} is outside WORLD_SIZE {world}")
+    return Rank(rank, world, local)
+
+
+def init(device: torch.device, timeout_s: float = 600) -> Rank:
+    """Join the process group when under torchrun (gloo on the CPU, NCCL on CUDA). Idempotent."""
+    import torch.distributed as dist
+
+    place = from_env()
+    if place.world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return place
+
+
+def local_device(device: torch.device, place: Rank) -> torch.device:
+    """On CUDA each rank takes the GPU of its local rank; the CPU is shared."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", place.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def finish() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_gather_1d(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Gather a 1-D int64 tensor of the same length from every rank (no pickling)."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return [tensor]
+    out = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, tensor)
+    return out
+
+
+# -- sharded encode --------------------------------------------------------------------------------
+def shard_range(n: int, chunk: int, rank: int, world: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous run of whole chunks of ``n`` images: (start, stop)."""
+    chunks = -(-n // chunk)
+    per, extra = divmod(chunks, world)
+    first = rank * per + min(rank, extra)
+    count = per + (1 if rank < extra else 0)
+    return min(first * chunk, n), min((first + count) * chunk, n)
+
+
+def shard_path(out: Path, rank: int, world: int) -> Path:
+    return Path(out).with_name(f"{Path(out).name}.shard-{rank:03d}-of-{world:03d}.rinr")
+
+
+def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_names=None, source: str = "",
+                   overwrite: bool = False, progress: bool = True):
+    """Encode this rank's shard to its own file; rank 0 then merges every shard into ``out``.
+
+    Returns the merged INRSet on rank 0 and this rank's shard set elsewhere.
+    """
+    from .encoder import encode_to_file
+    from .fit import chunk_size_for
+
+    place = init(torch.device("cpu"))  # gloo: only barriers cross the processes
+    device = local_device(device, place)
+    out = Path(out)
+    n = images.shape[0]
+    chunk = chunk_size_for(arch, images.shape[2] * images.shape[3], cfg)
+    start, stop = shard_range(n, chunk, place.rank, place.world)
+    # image i is seeded by cfg.seed + i: a shard starting at `start` shifts its seed by `start`
+    shard_cfg = dataclasses.replace(cfg, seed=cfg.seed + start, chunk_size=chunk)
+    part = shard_path(out, place.rank, place.world)
+    shard_labels = labels[start:stop] if labels is not None else None
+    if stop > start:
+        encode_to_file(images[start:stop], part, arch, shard_cfg, device, shard_labels, class_names,
+                       f"{source}[{start}:{stop}]", overwrite=True, progress=progress and place.is_main)
+    barrier()
+    merged = None
+    if place.is_main:
+        merged = merge_shards([shard_path(out, r, place.world) for r in range(place.world)
+                               if shard_range(n, chunk, r, place.world)[1] > shard_range(n, chunk, r, place.world)[0]],
+                              out, cfg, source, overwrite)
+    barrier()
+    finish()
+    return merged
+
+
+def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool = False):
+    """Concatenate shard files (in rank order) into one ``.rinr``; the shards are then removed."""
+    from .inrset import INRSet, load
+    from .store import DenseStore
+
+    if Path(out).exists() and not overwrite:
+        raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
+    sets = [load(p) for p in paths]
+    first = sets[0]
+    if any(s.arch != first.arch or (s.height, s.width) != (first.height, first.width) for s in sets):
+        raise UserError(f"{out}: shards disagree on architecture or image size")
+    params = torch.cat([s.params for s in sets])  # (N, P)
+    labels = torch.cat([s.labels for s in sets]) if first.labels is not None else None
+    psnr = torch.cat([s.psnr for s in sets])
+    meta = dict(first.meta)
+    meta.update(source=source, fit={**meta.get("fit", {}), "seed": cfg.seed},
+                refits=sum(int(s.meta.get("refits", 0)) for s in sets),
+                encode_seconds=max(float(s.meta.get("encode_seconds", 0)) for s in sets),
+                shards=len(sets))
+    merged = INRSet(DenseStore(params), first.arch, first.height, first.width, labels, first.class_names,
+                    psnr, meta)
+    merged.save(out)
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
+    return merged

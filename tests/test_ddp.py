@@ -1,0 +1,75 @@
+"""Past one machine, on the CPU: `torchrun --nproc_per_node=2` with the gloo backend.
+
+- training: the two ranks see disjoint samples that together cover every epoch;
+- encoding: one shard per rank, merged into a file equal to a single-process encode.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import rapidinr
+from rapidinr.distributed import shard_range
+from rapidinr.loaders import epoch_indices
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(nproc: int, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every run: same bits
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+           f"--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "rapidinr", *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_shard_range_whole_chunks():
+    ranges = [shard_range(100, 16, r, 3) for r in range(3)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == 100
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(start % 16 == 0 for start, _ in ranges)
+    assert shard_range(10, 16, 1, 2) == (10, 10)  # more ranks than chunks: an empty shard
+
+
+def test_ranks_slice_one_permutation():
+    parts = [epoch_indices(64, 2, seed=1, rank=r, world=2) for r in range(2)]
+    assert set(parts[0].tolist()).isdisjoint(parts[1].tolist())
+    assert sorted(torch.cat(parts).tolist()) == list(range(64))
+
+
+def test_ddp_training_two_ranks_disjoint_and_covering(tmp_path):
+    out = tmp_path / "ddp.json"
+    _torchrun(2, "train", "--data", "default", "--pipeline", "tensor", "--limit", "32", "--test-limit", "16", "--size", "8x8",
+              "--epochs", "2", "--batch-size", "8", "--warmup", "0", "--check-shards", "--results", str(out),
+              "--quiet")
+    doc = json.loads(out.read_text())
+    assert doc["results"]["world_size"] == 2
+    checks = doc["results"]["shard_check"]
+    assert len(checks) == 2
+    for check in checks:
+        assert check == {"per_rank": [16, 16], "disjoint": True, "covered": 32, "of": 32, "left_out": 0}
+    assert doc["results"]["epochs"][0]["images"] == 16  # each rank trains on its half
+
+
+def test_sharded_encode_merges_to_the_single_process_set(tmp_path):
+    one, two = tmp_path / "one.rinr", tmp_path / "two.rinr"
+    common = ["--limit", "24", "--steps", "15", "--batch-size", "8", "--quiet"]
+    _torchrun(1, "encode", "default", "-o", str(one), *common)
+    done = _torchrun(2, "encode", "default", "-o", str(two), *common)
+    assert "from 2 shards" in done.stdout
+    a, b = rapidinr.load(one), rapidinr.load(two)
+    assert torch.equal(a.params, b.params)
+    assert torch.equal(a.psnr, b.psnr) and torch.equal(a.labels, b.labels)
+    assert a.class_names == b.class_names and b.meta["shards"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.rinr", "two.rinr"]  # shards removed
