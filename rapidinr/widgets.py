@@ -23,7 +23,9 @@ from .errors import UserError
 from .figures import figure_bytes
 
 __all__ = ["BudgetExplorer", "InteractiveFigure", "check_parameter", "show", "show_errors_plainly", "decode_explorer", "budget_explorer",
-           "study_explorer", "fit_study"]
+           "study_explorer", "fit_study", "RDExplorer", "rd_explorer", "weight_bytes", "layer_names",
+           "weights_explorer", "residual_explorer", "accuracy_explorer", "pipelines_explorer", "render_accuracy",
+           "render_pipelines"]
 
 
 def show(fig) -> None:
@@ -495,7 +497,8 @@ def weights_explorer(params: torch.Tensor, arch) -> InteractiveFigure:
     names = layer_names(arch)
     n = len(params)
     controls = {
-        "layers": W.SelectMultiple(options=names, value=(names[0], names[1], names[-1]), description="layers",
+        "layers": W.SelectMultiple(options=names, value=tuple(dict.fromkeys((names[0], names[1], names[-1]))),
+                                   description="layers",
                                    rows=min(len(names), 6)),
         "images": W.IntRangeSlider(value=(0, n - 1), min=0, max=max(n - 1, 0), description="images",
                                    continuous_update=False),

@@ -92,12 +92,24 @@ def full_results(results_dir) -> tuple[dict, str]:
                     f"{', '.join(FULL_RESULT_FILES[1:])}); run `rapidinr rd` or benchmarks/compression.py, or use --quick")
 
 
+def _log_bytes_axis(ax) -> None:
+    """Log x axis with plain round tick labels (100, 200, 500, 1000, ...), no crowded minor labels."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ticks = [m * 10**e for e in range(1, 8) for m in (1, 2, 5) if lo <= m * 10**e <= hi]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _make_fig3(ctx):
     results, source = (quick_sweep(ctx), "computed") if ctx.quick else full_results(ctx.results_dir)
     names = [n for n in results["results"] if n in FIG3_VARIANTS or n.startswith("JPEG downsampled")]
     where = "live" if ctx.quick else Path(source).name
     fig = plot_rd(results, "bytes", names, title=f"Fig. 3: PSNR against bytes per image ({results.get('images', '?')} "
                   f"images {results.get('height', '?')}x{results.get('width', '?')}, {where})")
+    _log_bytes_axis(fig.axes[0])  # JPEG's curve is steep at a few hundred bytes; INRs reach thousands
     return fig, {"source": source, "results": results}
 
 

@@ -71,7 +71,8 @@ def _make_fig4(ctx):
 
     s = settings_for(ctx.quick)
     _, inrs, _ = fitted(s, ctx.device, ctx.seed)
-    fig = plot_weights(inrs.params, inrs.arch, title=f"Fig. 4: normalized weights of {len(inrs)} {inrs.arch.name} "
+    bins = 41 if ctx.quick else 101  # quick: a few hundred first-layer weights; coarser bins read better
+    fig = plot_weights(inrs.params, inrs.arch, bins=bins, title=f"Fig. 4: normalized weights of {len(inrs)} {inrs.arch.name} "
                        f"SIRENs ({s.size}x{s.size} photo crops, {s.steps} steps)")
     for ax in fig.axes:
         ax.set_xlim(-1, 1)
@@ -79,7 +80,7 @@ def _make_fig4(ctx):
                     "share_within_0.1": float((v.abs() < 0.1).float().mean())}
              for kind, v in weight_samples(inrs.params, inrs.arch).items() if v.numel()}
     hists = {kind: {"edges": e.tolist(), "density": d.tolist()}
-             for kind, (e, d) in weight_histograms(inrs.params, inrs.arch).items()}
+             for kind, (e, d) in weight_histograms(inrs.params, inrs.arch, bins).items()}
     return fig, {"settings": s.to_json(), "arch": inrs.arch.name, "images": len(inrs), "stats": stats,
                  "histograms": hists}
 
