@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import decode, demo, encode, info
+from .commands import bench, decode, demo, encode, figures, info, rd, train
+from .commands import meta as meta_init
 from .errors import UserError
 
 # Each verb module registers itself with add(subparsers); a new verb is one module and one entry here.
-VERBS = [encode, info, decode, demo]
+VERBS = [encode, info, decode, demo, train, bench, rd, figures, meta_init]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -44,10 +44,14 @@ def measure_psnr(inrs: INRSet, images: torch.Tensor, batch: int = 1024) -> torch
 
 
 def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int = 2000, lr: float = 1e-3,
-           device=None, labels=None, class_names=None, progress: bool = True, **options) -> INRSet:
+           device=None, labels=None, class_names=None, progress: bool = True, compression=None,
+           init=None, **options) -> INRSet:
     """Fit one SIREN per image of ``images`` (uint8 N×C×H×W, C = 1 or 3) → INRSet on ``device``.
 
     ``options`` are further :class:`FitConfig` fields (target_psnr, seed, chunk_size, ...).
+    ``compression``: a :class:`~rapidinr.compress.CompressConfig` (pruning rounds, quantization).
+    ``init``: ``"random"`` (default), ``"learned"`` (the shipped init for this arch and size), a
+    learned-init file's path, or a :class:`~rapidinr.meta.LearnedInit` (see ``meta.py``).
     """
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         raise UserError("encode: images must be a uint8 tensor N×C×H×W")
@@ -58,14 +62,37 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int = 2000, l
         arch = dataclasses.replace(arch, channels=c)
     cfg = FitConfig(steps=steps, lr=lr, **options)
     dev = resolve_device(device)
+    learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
     start = time.perf_counter()
-    result = fit(images, arch, cfg, device=dev, progress=progress)
+    result = fit(images, arch, cfg, device=dev, progress=progress,
+                 init=learned.params if learned is not None else None)
     seconds = time.perf_counter() - start
     meta = {"fit": _fit_meta(cfg), "refits": result.refits, "image_steps": result.image_steps,
-            "encode_seconds": round(seconds, 3), "device": str(dev)}
+            "encode_seconds": round(seconds, 3), "device": str(dev), "init": init_meta}
+    # -- compression: rounds 2-3 and quantization on top of the fit (compress.py) --
+    if compression is not None and compression.active:
+        from .compress import compress
+
+        return compress(images, arch, cfg, compression, dev, init=result.params, progress=progress,
+                        meta=meta, labels=labels, class_names=class_names)
+    # -- end compression --
     inrs = INRSet(result.params, arch, h, w, labels, class_names, None, meta).to(dev)
     inrs.psnr = measure_psnr(inrs, images)
     return inrs
+
+
+def _learned_init(spec, arch: Arch, height: int, width: int, cfg: FitConfig):
+    """The learned init ``spec`` asks for (or None) and what the file header records about it.
+
+    A .rinr stores every image's full weights, so decoding never needs the init; the header
+    names it (kind, sha256 of its weights, arch, size, training data, file name) for provenance.
+    """
+    from .meta import resolve_init
+
+    learned = resolve_init(spec, arch, height, width)
+    if learned is None:
+        return None, {"kind": "random", "seed": cfg.seed}
+    return learned, learned.identity(learned.info.get("file"))
 
 
 def _fit_meta(cfg: FitConfig) -> dict:
@@ -82,7 +109,7 @@ class Checkpoint:
 
     def __init__(self, out: Path, manifest: dict):
         self.dir = out.with_name(out.name + ".partial")
-        self.manifest = manifest
+        self.manifest = json.loads(json.dumps(manifest))  # as it reads back (tuples become lists)
 
     def exists(self) -> bool:
         return self.dir.exists()
@@ -112,7 +139,7 @@ class Checkpoint:
                 header, tensors, _ = fileformat.read(path)
                 index = int(header["chunk"])
                 done[index] = (tensors["params"], tensors["psnr"], int(header.get("refits", 0)))
-            except (UserError, KeyError, ValueError):
+            except (UserError, KeyError, ValueError, TypeError):
                 path.unlink(missing_ok=True)  # a damaged checkpoint is refitted, not trusted
         return done
 
@@ -126,8 +153,11 @@ class Checkpoint:
 
 def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels=None, class_names=None,
                    source: str = "", resume: bool = False, overwrite: bool = False,
-                   progress: bool = True) -> INRSet:
+                   progress: bool = True, compression=None, init=None) -> INRSet:
     """Encode ``images`` into ``out`` chunk by chunk, checkpointing each chunk; resumable.
+
+    ``compression`` (a :class:`~rapidinr.compress.CompressConfig`) runs after round 1's chunks.
+    ``init``: as for :func:`encode` (random, learned, a learned-init path or a LearnedInit).
 
     The final file appears atomically at the end; the checkpoint folder is then removed.
     """
@@ -142,20 +172,32 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
 
     n, c, h, w = images.shape
     chunk = chunk_size_for(arch, h * w, cfg)
+    learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
     manifest = {"images": n, "shape": [c, h, w], "arch": arch.to_json(), "fit": _fit_meta(cfg),
-                "chunk": chunk, "source": source,
+                "chunk": chunk, "source": source, "init": init_meta,
                 "sample_sum": int(images[:: max(1, n // 64)].long().sum())}
     checkpoint = Checkpoint(out, manifest)
     if checkpoint.exists() and not (resume or overwrite):
         raise UserError(f"{checkpoint.dir}: an interrupted encode left its chunks here; "
                         "pass --resume to continue it or --overwrite to start over")
+    if resume and not overwrite and out.exists() and not checkpoint.exists():  # never replace it unasked
+        raise UserError(f"{out}: already exists and there is no interrupted run to resume "
+                        "(pass --overwrite to encode it again)")
     done = checkpoint.start(resume)
+    done = {i: d for i, d in done.items()  # a chunk of the wrong shape is refitted, not trusted
+            if tuple(d[0].shape) == (min(chunk, n - i * chunk), arch.n_params)}
     first_missing = next(i for i in range(len(done) + 1) if i not in done)
     dev = resolve_device(str(device))
     cfg = dataclasses.replace(cfg, chunk_size=chunk)
-    start = time.perf_counter()
+    began, start = time.time(), time.perf_counter()
+    counted = [0]  # fit reports refits summed over the run; a chunk file keeps only its own
+
+    def save_chunk(index, first_row, part):
+        checkpoint.save(index, part.params, part.train_psnr, part.refits - counted[0])
+        counted[0] = part.refits
+
     result = fit(images, arch, cfg, device=dev, progress=progress, start_chunk=first_missing,
-                 on_chunk=lambda i, s, r: checkpoint.save(i, r.params, r.train_psnr, r.refits))
+                 on_chunk=save_chunk, init=learned.params if learned is not None else None)
     params = result.params
     refits = result.refits
     for index in range(first_missing):
@@ -164,9 +206,16 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
         refits += done[index][2]
     meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits,
             "encode_seconds": round(time.perf_counter() - start, 3), "device": str(dev),
-            "resumed_chunks": first_missing}
-    inrs = INRSet(params, arch, h, w, labels, class_names, None, meta)
-    inrs.psnr = measure_psnr(inrs.to(dev), images)
+            "resumed_chunks": first_missing, "init": init_meta}
+    if compression is not None and compression.active:  # -- compression: rounds 2-3, quantization --
+        from .compress import compress
+
+        inrs = compress(images, arch, cfg, compression, dev, init=params, progress=progress, meta=meta,
+                        labels=labels, class_names=class_names)
+    else:
+        inrs = INRSet(params, arch, h, w, labels, class_names, None, meta)
+        inrs.psnr = measure_psnr(inrs.to(dev), images)
     inrs.save(out)
     checkpoint.remove()
+    fileformat.remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write
     return inrs

@@ -42,6 +42,27 @@ def images_to_targets(images: torch.Tensor) -> torch.Tensor:
     return (images.float() / 127.5 - 1).permute(0, 2, 3, 1).reshape(n, h * w, c)  # (N, HW, C)
 
 
+COLLAPSE_MIN_STEPS = 100  # shorter fits may still be on their way up; never call them collapsed
+COLLAPSE_MARGIN_DB = 0.5  # a fit must beat a flat image of its mean colour by this much
+
+
+def collapsed(targets: torch.Tensor, best_psnr: torch.Tensor, cfg: FitConfig) -> torch.Tensor:
+    """bool (n,): fits no better than a flat image of their mean colour. targets (n, HW, C).
+
+    Too high a learning rate rarely yields NaN: the sines saturate and the SIREN settles on the
+    constant that minimises the MSE, the image's mean colour, without ever "dropping" from a
+    good PSNR. Such a fit is refitted like a diverged one. Near-flat images (whose flat PSNR is
+    already 40 dB) and images that reached the target are never flagged.
+    """
+    if cfg.steps < COLLAPSE_MIN_STEPS:
+        return torch.zeros_like(best_psnr, dtype=torch.bool)
+    flat = psnr_from_mse(targets.var(dim=1, unbiased=False).mean(dim=1))  # (n,) PSNR of the mean colour
+    out = (best_psnr < flat + COLLAPSE_MARGIN_DB) & (flat < 40)
+    if cfg.target_psnr:
+        out &= best_psnr < cfg.target_psnr
+    return out
+
+
 def chunk_size_for(arch: Arch, pixels: int, cfg: FitConfig) -> int:
     """Images per chunk so that activations, cosines and gradients fit ``cfg.memory_budget_mb``."""
     if cfg.chunk_size is not None:
@@ -50,8 +71,11 @@ def chunk_size_for(arch: Arch, pixels: int, cfg: FitConfig) -> int:
     return max(1, int(cfg.memory_budget_mb * 2**20 / (4 * floats_per_image)))
 
 
-def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress):
+def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=None):
     """Fit one chunk. targets (n, HW, C); params (n, P) initial weights; mask (n, P) or None.
+
+    on_check(step, rows (n_active,), psnr (n_active,)): called every ``cfg.check_every`` steps
+    with the chunk rows still active and the PSNR of the weights evaluated at that step.
 
     Returns (best params (n, P), best PSNR (n,), diverged (n,) bool, image-steps run).
     """
@@ -87,6 +111,8 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress):
         if act_mask is not None:
             p.mul_(act_mask)  # pruned weights stay exactly zero
 
+        if on_check is not None and t % cfg.check_every == 0:
+            on_check(t, active, psnr)
         if progress is not None and t % cfg.check_every == 0:
             progress.update(n * cfg.check_every / cfg.steps)
             progress.set_postfix(psnr=f"{best_psnr.mean().item():.2f}")
@@ -102,6 +128,8 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress):
                     coords = coords[keep]
                 if active.numel() == 0:
                     break
+    if not cfg.keep_best and active.numel():
+        best[active] = p  # the last weights: after all cfg.steps updates
     return best, best_psnr, diverged, image_steps
 
 
@@ -116,13 +144,17 @@ def fit(
     progress: bool = True,
     on_chunk=None,
     start_chunk: int = 0,
+    on_check=None,
 ) -> FitResult:
     """Fit one SIREN per image of ``images`` (uint8, N×C×H×W), chunk by chunk.
 
-    init: (N, P) starting weights (default: SIREN init seeded by ``cfg.seed + seed_offset + i``).
+    init: (N, P) starting weights, or (P,) one init shared by every image (a learned init);
+    default: SIREN init seeded by ``cfg.seed + seed_offset + i``.
     mask: (N, P) 0/1 pruning mask; masked weights are zero and stay zero.
     on_chunk(index, start, FitResult): called after each chunk (used for checkpoints);
     start_chunk skips the chunks a resumed run already has.
+    on_check(step, rows (n_active,) global image indices, psnr (n_active,)): called every
+    ``cfg.check_every`` steps of the first fit of each chunk (benchmarks trace PSNR with it).
     """
     n, c, h, w = images.shape
     device = torch.device(device)
@@ -139,14 +171,22 @@ def fit(
             continue
         stop = min(start + size, n)
         seeds = range(cfg.seed + seed_offset + start, cfg.seed + seed_offset + stop)
-        params0 = init[start:stop] if init is not None else siren.init_params(arch, seeds)
+        if init is None:
+            params0 = siren.init_params(arch, seeds)
+        elif init.dim() == 1:  # one shared (learned) init, broadcast to every image
+            params0 = init.float().cpu().expand(stop - start, -1).clone()
+        else:
+            params0 = init[start:stop]
         chunk_mask = mask[start:stop].to(device) if mask is not None else None
         if chunk_mask is not None:
             params0 = params0 * chunk_mask.cpu()
         targets = images_to_targets(images[start:stop]).to(device)
+        chunk_check = None if on_check is None else (
+            lambda t, rows, psnr, start=start: on_check(t, rows + start, psnr))
         best, psnr, diverged, steps = _fit_chunk(targets, coords, params0.to(device), arch, cfg,
-                                                 cfg.lr, chunk_mask, bar)
+                                                 cfg.lr, chunk_mask, bar, chunk_check)
         image_steps += steps
+        diverged |= collapsed(targets, psnr, cfg)
         lr = cfg.lr
         for attempt in range(cfg.max_refits):
             rows = diverged.nonzero().flatten()
@@ -164,7 +204,7 @@ def fit(
             better = rpsnr > psnr[rows]
             best[rows[better]] = rbest[better]
             psnr[rows[better]] = rpsnr[better]
-            diverged[rows] = rdiv
+            diverged[rows] = rdiv | collapsed(targets[rows], psnr[rows], cfg)
         best = torch.nan_to_num(best, nan=0.0, posinf=0.0, neginf=0.0)  # a set never holds NaN weights
         out[start:stop] = best.cpu()
         out_psnr[start:stop] = psnr.cpu()

@@ -86,40 +86,147 @@ def forward(params: torch.Tensor, arch: Arch, coords: torch.Tensor) -> torch.Ten
     return torch.baddbmm(bias, x, weight)  # (N, P, C)
 
 
+# Working memory of one micro-batch of loss_and_grad on the CPU with one thread: small enough to
+# stay in cache. Measured here (3x15, 32x32, 256 images): one thread runs ~1.2-1.5x faster in
+# micro-batches of ~11 images (6 MB) than of 1 or 44; two threads run best at ~24 MB (each op is
+# split between them), 2.5x faster than one batch of 256, whose large temporaries also cost page
+# faults on every allocation.
+CPU_MICRO_BATCH_BYTES = 6 << 20
+
+_WORKSPACE: dict = {}  # CPU only: reusable activation buffers for the shape last used
+_WORKSPACE_MAX_BYTES = 64 << 20  # larger sets of buffers are plain temporaries, never kept
+
+
+def _workspace(n: int, points: int, arch: Arch, dtype, device) -> dict:
+    """Activation buffers for ``n`` images, reused step after step so the hot CPU loop allocates
+    nothing (a GPU's caching allocator already does this). Buffers hold at least ``n`` rows.
+
+    Shapes follow ``arch.layer_shapes()``, so architectures with per-layer widths work too:
+    ``sin[i]``/``cos[i]`` (n, P, fan_out of sine layer i), ``g[i]`` (n, P, fan_in of layer i).
+    """
+    shapes = tuple(arch.layer_shapes())
+    key = (points, shapes, dtype, str(device))
+    ws = _WORKSPACE.get(key)
+    if ws is None or ws["rows"] < n:
+        new = lambda width: torch.empty((n, points, width), dtype=dtype, device=device)  # noqa: E731
+        ws = {"rows": n, "sin": [new(o) for _, o in shapes[:-1]], "cos": [new(o) for _, o in shapes[:-1]],
+              "g": [None] + [new(i) for i, _ in shapes[1:]], "out": new(shapes[-1][1])}
+        nbytes = sum(t.nbytes for t in [*ws["sin"], *ws["cos"], *ws["g"][1:], ws["out"]])
+        _WORKSPACE.clear()
+        if torch.device(device).type == "cpu" and nbytes <= _WORKSPACE_MAX_BYTES:
+            _WORKSPACE[key] = ws
+    if ws["rows"] == n:
+        return ws
+    return {"rows": n, "sin": [t[:n] for t in ws["sin"]], "cos": [t[:n] for t in ws["cos"]],
+            "g": [None] + [t[:n] for t in ws["g"][1:]], "out": ws["out"][:n]}
+
+
+def micro_batch_for(arch: Arch, points: int, n: int, device) -> int:
+    """Images per micro-batch: all of them on a GPU; a cache-sized slice on the CPU."""
+    if torch.device(device).type != "cpu":
+        return max(n, 1)
+    per_image = 4 * points * (3 * sum(o for _, o in arch.layer_shapes()[:-1]) + arch.channels)
+    threads = torch.get_num_threads()
+    budget = CPU_MICRO_BATCH_BYTES * (1 if threads == 1 else 2 * threads)
+    return max(1, min(n, budget // per_image))
+
+
 def loss_and_grad(
-    params: torch.Tensor, arch: Arch, coords: torch.Tensor, target: torch.Tensor
+    params: torch.Tensor, arch: Arch, coords: torch.Tensor, target: torch.Tensor,
+    micro_batch: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image MSE (N,) and its gradient (N, P), by a hand-written backward pass.
 
     Same maths as autograd on :func:`forward` with loss = sum over images of each image's
     mean squared error (paper Eq. 1 up to the 1/n), so every image gets exactly the gradient of
     its own loss. Written out because it folds w0 into the small weight tensors instead of the
-    large activations and keeps the graph bookkeeping off the hot path.
+    large activations, keeps the graph bookkeeping off the hot path, and reuses its activation
+    buffers. On the CPU the images go through in cache-sized micro-batches (``micro_batch``
+    images at a time; default from :func:`micro_batch_for`); every image's result is the same.
     target: (N, P, C) on [-1, 1].
     """
     n = params.shape[0]
+    grad = torch.empty_like(params)  # (N, P)
+    mse = torch.empty(n, dtype=params.dtype, device=params.device)  # (N,)
+    step = micro_batch or micro_batch_for(arch, target.shape[1], n, params.device)
+    for start in range(0, n, step):
+        rows = slice(start, min(start + step, n))
+        grid = coords[rows] if coords.dim() == 3 else coords
+        _loss_and_grad_into(params[rows], arch, grid, target[rows], mse[rows], grad[rows])
+    return mse, grad
+
+
+def _loss_and_grad_into(params, arch, coords, target, mse_out, grad_out) -> None:
+    """loss_and_grad for one micro-batch, written into ``mse_out`` (n,) and ``grad_out`` (n, P)."""
+    n = params.shape[0]
     layers = layer_views(params, arch)
     w0 = arch.w0
-    inputs, cosines = [_first_input(coords.to(params.dtype), n)], []
-    for weight, bias in layers[:-1]:
-        z = torch.baddbmm(bias, inputs[-1], weight, beta=w0, alpha=w0)  # (N, P, H)
-        inputs.append(torch.sin(z))
-        cosines.append(torch.cos_(z))
+    ws = _workspace(n, target.shape[1], arch, params.dtype, params.device)
+    inputs = [_first_input(coords.to(params.dtype), n)]  # (n, P, 2), then each layer's sine output
+    for i, (weight, bias) in enumerate(layers[:-1]):
+        z = torch.bmm(inputs[-1], weight * w0, out=ws["cos"][i]).add_(bias * w0)  # (n, P, H)
+        inputs.append(torch.sin(z, out=ws["sin"][i]))
+        torch.cos(z, out=z)  # the buffer now holds cos(z) for the backward pass
     weight, bias = layers[-1]
-    diff = torch.baddbmm(bias, inputs[-1], weight).sub_(target)  # (N, P, C)
-    mse = diff.square().mean(dim=(1, 2))  # (N,)
+    diff = torch.bmm(inputs[-1], weight, out=ws["out"]).add_(bias).sub_(target)  # (n, P, C)
+    mse_out.copy_(diff.square().mean(dim=(1, 2)))
 
-    grad = torch.empty_like(params)
-    grad_layers = layer_views(grad, arch)
-    g = diff.mul_(2.0 / (diff.shape[1] * diff.shape[2]))  # dL/d(output), (N, P, C)
-    for i in range(len(layers) - 1, -1, -1):
+    grad_layers = layer_views(grad_out, arch)
+    g = diff.mul_(2.0 / (diff.shape[1] * diff.shape[2]))  # dL/d(output), (n, P, C)
+    last = len(layers) - 1
+    for i in range(last, -1, -1):
         weight, _ = layers[i]
         grad_weight, grad_bias = grad_layers[i]
-        scale = 1.0 if i == len(layers) - 1 else w0
-        if i < len(layers) - 1:
-            g = g.mul_(cosines[i])  # d/dz without the w0 factor, (N, P, H)
-        grad_weight.copy_(torch.bmm(inputs[i].transpose(1, 2), g).mul_(scale))  # (N, in, out)
+        scale = 1.0 if i == last else w0
+        if i < last:
+            g = ws["cos"][i].mul_(g)  # d/dz without the w0 factor, (n, P, H)
+        grad_weight.copy_(torch.bmm(inputs[i].transpose(1, 2), g).mul_(scale))  # (n, in, out)
         grad_bias.copy_(g.sum(dim=1, keepdim=True).mul_(scale))
         if i > 0:
-            g = torch.bmm(g, (weight * scale).transpose(1, 2))  # dL/d(input of layer i), (N, P, in)
-    return mse, grad
+            g = torch.bmm(g, (weight * scale).transpose(1, 2), out=ws["g"][i])  # dL/d(input of layer i), (n, P, in)
+
+
+def loss_and_grad_functional(params: torch.Tensor, arch: Arch, coords: torch.Tensor,
+                             target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`loss_and_grad` without preallocated buffers or in-place ops: the form that
+    ``torch.compile`` can fuse (bias + sine + cosine in one kernel, the backward's products in
+    others). Same maths; used by :func:`compiled_loss_and_grad`."""
+    layers = layer_views(params, arch)
+    w0 = arch.w0
+    inputs, cosines = [_first_input(coords.to(params.dtype), params.shape[0])], []
+    for weight, bias in layers[:-1]:
+        z = torch.bmm(inputs[-1], weight * w0) + bias * w0  # (N, P, H)
+        inputs.append(torch.sin(z))
+        cosines.append(torch.cos(z))
+    weight, bias = layers[-1]
+    diff = torch.bmm(inputs[-1], weight) + bias - target  # (N, P, C)
+    mse = diff.square().mean(dim=(1, 2))  # (N,)
+    g = diff * (2.0 / (diff.shape[1] * diff.shape[2]))
+    grads = []
+    for i in range(len(layers) - 1, -1, -1):
+        weight, _ = layers[i]
+        scale = 1.0 if i == len(layers) - 1 else w0
+        if i < len(layers) - 1:
+            g = g * cosines[i]
+        grads.append(((torch.bmm(inputs[i].transpose(1, 2), g) * scale).flatten(1),
+                      (g.sum(dim=1) * scale)))
+        if i > 0:
+            g = torch.bmm(g, (weight * scale).transpose(1, 2))
+    flat = [t for pair in reversed(grads) for t in pair]
+    return mse, torch.cat(flat, dim=1)  # (N,), (N, P)
+
+
+_COMPILED: dict = {}
+
+
+def compiled_loss_and_grad(mode: str | None = None):
+    """``torch.compile`` of :func:`loss_and_grad_functional` (built once, on first use).
+
+    Off by default everywhere: compiling takes tens of seconds and pays off only on a GPU with
+    many images; ``benchmarks/gpu_encode.py --compile`` measures it. Install it for a run with
+    ``siren.loss_and_grad = siren.compiled_loss_and_grad()`` (same signature; ``micro_batch``
+    is ignored)."""
+    if mode not in _COMPILED:
+        fn = torch.compile(loss_and_grad_functional, mode=mode, dynamic=True)
+        _COMPILED[mode] = lambda params, arch, coords, target, micro_batch=None: fn(params, arch, coords, target)
+    return _COMPILED[mode]
