@@ -13,6 +13,7 @@ from .data import load_default
 from .compress import CompressConfig
 from .encoder import encode_to_file, resolve_device
 from .inrset import INRSet
+from .meta import resolve_init
 from .quantize import QuantConfig
 from .errors import UserError
 
@@ -42,14 +43,20 @@ def demo(out_dir: Path, images: int = 512, steps: int = 1000, arch: str = "3x15"
     except OSError as err:
         raise UserError(f"{out_dir}: cannot create folder ({err.strerror or err})") from None
     target = out_dir / "demo.rinr"
+    try:  # the learned init shipped in data/ when one fits this architecture, else SIREN's random init
+        init = resolve_init("learned", arch_obj, 28, 28)
+    except UserError:
+        init = None
     print(f"rapidinr demo: encoding {images} Fashion-MNIST images (28x28 gray, embedded in data/) "
-          f"with one {arch_obj.name} SIREN each ({arch_obj.n_params} parameters), {steps} Adam steps, on {dev}")
+          f"with one {arch_obj.name} SIREN each ({arch_obj.n_params} parameters), {steps} Adam steps "
+          f"from a {'learned' if init is not None else 'random'} init, on {dev}")
     start = time.perf_counter()
     # The paper's storage: hidden layers as 8-bit codes, first and last layers float32 (Sec. IV-B);
     # hidden biases at 16 bits, which halves the quantization loss for ~30 bytes an image.
     quant = CompressConfig(quant=QuantConfig(bits=8, layers="hidden", bias_bits=16))
     inrs = encode_to_file(subset.images, target, arch_obj, FitConfig(steps=steps), dev, subset.labels,
-                          subset.class_names, subset.source, overwrite=True, compression=quant)
+                          subset.class_names, subset.source, overwrite=True, compression=quant,
+                          init=init)
     seconds = time.perf_counter() - start
     info = inrs.info()
     dense = INRSet(inrs.params.cpu(), arch_obj, 28, 28, subset.labels, subset.class_names, inrs.psnr).info()

@@ -1,7 +1,6 @@
 """INRSet: a whole dataset of SIRENs on one device, decoded in batches at any resolution."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch

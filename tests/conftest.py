@@ -7,6 +7,16 @@ import torch
 from rapidinr import encode
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Every test on one torch thread: the sizes are tiny, and on a 2-core machine shared with
+    subprocess tests two threads mostly wait for each other (measured 7-20x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     """GPU tests skip without CUDA; they never fail for lack of a GPU."""
     if torch.cuda.is_available():

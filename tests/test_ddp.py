@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 import torch
 
 import rapidinr
@@ -28,7 +27,7 @@ def _free_port() -> int:
 def _torchrun(nproc: int, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in every run: same bits
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           f"--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "rapidinr", *args]
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "rapidinr", *args]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done

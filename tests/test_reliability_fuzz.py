@@ -17,7 +17,7 @@ import torch
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from rapidinr import INRSet, UserError, fileformat, load
+from rapidinr import INRSet, UserError, load
 from rapidinr.config import Arch
 
 CASES = {"flip": 700, "truncate": 200, "insert": 300, "length": 200, "json": 1000, "resign": 600,

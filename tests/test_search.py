@@ -13,15 +13,6 @@ from rapidinr.inrset import INRSet
 from rapidinr.metrics import psnr
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """Tiny fits: one thread is as fast alone and far faster on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def photos():
     return search.study_images(search.SearchSettings(images=2, size=16))

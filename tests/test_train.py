@@ -13,15 +13,6 @@ from rapidinr.models import resnet18
 from rapidinr.train import TrainConfig, TrainData, run_training
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a small shared machine two threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def small():
     train = load_default("train").subset(0, 16)

@@ -10,15 +10,6 @@ from rapidinr import encode, search, widgets  # noqa: E402
 from rapidinr.errors import UserError  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """Tiny fits: one thread is as fast alone and far faster on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def small_set():
     g = torch.Generator().manual_seed(0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 pytest.importorskip("ipywidgets")
 
@@ -27,12 +26,6 @@ PIPELINES_DOC = {"results": {"sizes": {"28x28": {"runs": {
     for name, wall, data in (("inr", 6.0, 0.5), ("tensor", 5.0, 0.1), ("jpeg-1w", 8.0, 3.0))}}}}}
 
 
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
