@@ -12,7 +12,7 @@ import torch
 from . import fileformat
 from .config import Arch, FitConfig
 from .errors import UserError
-from .fit import fit
+from .fit import chunk_size_for, fit
 from .inrset import INRSet
 from .metrics import psnr as psnr_of
 
@@ -69,14 +69,19 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int = 2000, l
     seconds = time.perf_counter() - start
     meta = {"fit": _fit_meta(cfg), "refits": result.refits, "image_steps": result.image_steps,
             "encode_seconds": round(seconds, 3), "device": str(dev), "init": init_meta}
-    # -- compression: rounds 2-3 and quantization on top of the fit (compress.py) --
+    return _finish(images, result.params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+
+
+def _finish(images, params, arch: Arch, cfg: FitConfig, compression, dev, meta: dict, labels, class_names,
+            progress: bool) -> INRSet:
+    """Round 1's weights (N, P) → the final INRSet on ``dev``: compressed (rounds 2-3 and
+    quantization, compress.py) when ``compression`` asks for it, else dense; PSNR measured."""
     if compression is not None and compression.active:
         from .compress import compress
 
-        return compress(images, arch, cfg, compression, dev, init=result.params, progress=progress,
+        return compress(images, arch, cfg, compression, dev, init=params, progress=progress,
                         meta=meta, labels=labels, class_names=class_names)
-    # -- end compression --
-    inrs = INRSet(result.params, arch, h, w, labels, class_names, None, meta).to(dev)
+    inrs = INRSet(params, arch, images.shape[2], images.shape[3], labels, class_names, None, meta).to(dev)
     inrs.psnr = measure_psnr(inrs, images)
     return inrs
 
@@ -168,8 +173,6 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
         raise UserError(f"{out}: is a folder")
     if not out.parent.is_dir():
         raise UserError(f"{out}: folder {out.parent} does not exist")
-    from .fit import chunk_size_for
-
     n, c, h, w = images.shape
     chunk = chunk_size_for(arch, h * w, cfg)
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
@@ -207,14 +210,7 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
     meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits,
             "encode_seconds": round(time.perf_counter() - start, 3), "device": str(dev),
             "resumed_chunks": first_missing, "init": init_meta}
-    if compression is not None and compression.active:  # -- compression: rounds 2-3, quantization --
-        from .compress import compress
-
-        inrs = compress(images, arch, cfg, compression, dev, init=params, progress=progress, meta=meta,
-                        labels=labels, class_names=class_names)
-    else:
-        inrs = INRSet(params, arch, h, w, labels, class_names, None, meta)
-        inrs.psnr = measure_psnr(inrs.to(dev), images)
+    inrs = _finish(images, params, arch, cfg, compression, dev, meta, labels, class_names, progress)
     inrs.save(out)
     checkpoint.remove()
     fileformat.remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write
