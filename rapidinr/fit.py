@@ -93,10 +93,8 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=
         image_steps += p.shape[0]
         psnr = psnr_from_mse(mse)  # (n_active,)
         improved = psnr > best_psnr[active]  # NaN compares False, so a NaN never becomes best
-        if cfg.keep_best:
-            best[active[improved]] = p[improved]
-        else:
-            best[active] = p
+        # A row-wise select, not boolean indexing: no device-to-host sync on every step.
+        best[active] = torch.where(improved[:, None], p, best[active]) if cfg.keep_best else p
         best_psnr[active] = torch.where(improved, psnr, best_psnr[active])
         bad = ~torch.isfinite(mse) | (psnr < best_psnr[active] - cfg.divergence_drop_db)
 
