@@ -77,7 +77,7 @@ class FitConfig:
     target_psnr: float | None = None  # stop an image once it reaches this PSNR (dB); None: never
     check_every: int = 25  # steps between early-stop checks and batch compaction
     divergence_drop_db: float = 8.0  # PSNR this far under the image's best counts as a collapse
-    refit_lr_factor: float = 0.5  # a diverged image is refitted from scratch at lr * this
+    refit_lr_factor: float = 0.5  # a diverged image is refitted from its start (or a fresh seed) at lr * this
     max_refits: int = 2  # how many times a diverged image is refitted
     keep_best: bool = True  # return each image's best-PSNR weights (False: the last weights)
     seed: int = 0  # seeds the SIREN init of every image (image i uses seed + global index i)

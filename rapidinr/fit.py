@@ -88,15 +88,19 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=
     act_mask = mask
     beta1, beta2 = cfg.betas
     image_steps = 0
+    # Rows that diverged since the last check. They leave the batch at the next check, not at
+    # once: testing for them every step would cost a device-to-host sync per step on a GPU.
+    # Until then they keep computing, but their best weights no longer change.
+    flagged = torch.zeros(n, dtype=torch.bool, device=params.device)
     for step in range(cfg.steps):
         mse, grad = siren.loss_and_grad(p, arch, coords, tgt)
         image_steps += p.shape[0]
         psnr = psnr_from_mse(mse)  # (n_active,)
-        improved = psnr > best_psnr[active]  # NaN compares False, so a NaN never becomes best
+        improved = (psnr > best_psnr[active]) & ~flagged  # NaN compares False: a NaN never becomes best
         # A row-wise select, not boolean indexing: no device-to-host sync on every step.
         best[active] = torch.where(improved[:, None], p, best[active]) if cfg.keep_best else p
         best_psnr[active] = torch.where(improved, psnr, best_psnr[active])
-        bad = ~torch.isfinite(mse) | (psnr < best_psnr[active] - cfg.divergence_drop_db)
+        flagged |= ~torch.isfinite(mse) | (psnr < best_psnr[active] - cfg.divergence_drop_db)
 
         # Adam (torch.optim.Adam's formula), one step for every active image.
         t = step + 1
@@ -114,13 +118,13 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=
         if progress is not None and t % cfg.check_every == 0:
             progress.update(n * cfg.check_every / cfg.steps)
             progress.set_postfix(psnr=f"{best_psnr.mean().item():.2f}")
-        if t % cfg.check_every == 0 or bad.any():
-            reached = best_psnr[active] >= cfg.target_psnr if cfg.target_psnr else torch.zeros_like(bad)
-            diverged[active[bad]] = True
-            done = bad | reached
+        if t % cfg.check_every == 0 or t == cfg.steps:
+            reached = best_psnr[active] >= cfg.target_psnr if cfg.target_psnr else torch.zeros_like(flagged)
+            diverged[active[flagged]] = True
+            done = flagged | reached
             if done.any():
                 keep = ~done
-                active, p, m, v, tgt = active[keep], p[keep], m[keep], v[keep], tgt[keep]
+                active, p, m, v, tgt, flagged = active[keep], p[keep], m[keep], v[keep], tgt[keep], flagged[keep]
                 act_mask = act_mask[keep] if act_mask is not None else None
                 if coords.dim() == 3:
                     coords = coords[keep]
@@ -192,8 +196,11 @@ def fit(
                 break
             refits += rows.numel()
             lr *= cfg.refit_lr_factor
-            fresh_seeds = [s + (attempt + 1) * 1_000_003 for s in (seeds[i] for i in rows.tolist())]
-            fresh = siren.init_params(arch, fresh_seeds).to(device)
+            if init is None:  # a fresh SIREN draw
+                fresh_seeds = [s + (attempt + 1) * 1_000_003 for s in (seeds[i] for i in rows.tolist())]
+                fresh = siren.init_params(arch, fresh_seeds).to(device)
+            else:  # the image's own starting weights (a learned init, or weights being retrained)
+                fresh = params0[rows.cpu()].to(device)
             sub_mask = chunk_mask[rows] if chunk_mask is not None else None
             if sub_mask is not None:
                 fresh = fresh * sub_mask
