@@ -103,8 +103,10 @@ def shard_path(out: Path, rank: int, world: int) -> Path:
 
 
 def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_names=None, source: str = "",
-                   overwrite: bool = False, progress: bool = True):
+                   overwrite: bool = False, progress: bool = True, learned_init=None):
     """Encode this rank's shard to its own file; rank 0 then merges every shard into ``out``.
+
+    learned_init: ``init`` of :func:`rapidinr.encoder.encode` (one learned init shared by every rank).
 
     Returns the merged INRSet on rank 0 and this rank's shard set elsewhere.
     """
@@ -123,7 +125,8 @@ def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_name
     shard_labels = labels[start:stop] if labels is not None else None
     if stop > start:
         encode_to_file(images[start:stop], part, arch, shard_cfg, device, shard_labels, class_names,
-                       f"{source}[{start}:{stop}]", overwrite=True, progress=progress and place.is_main)
+                       f"{source}[{start}:{stop}]", overwrite=True, progress=progress and place.is_main,
+                       init=learned_init)
     barrier()
     merged = None
     if place.is_main:

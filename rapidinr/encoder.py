@@ -43,7 +43,7 @@ def measure_psnr(inrs: INRSet, images: torch.Tensor, batch: int = 1024) -> torch
     return torch.cat(out) if out else torch.empty(0)
 
 
-def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int = 2000, lr: float = 1e-3,
+def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = None, lr: float | None = None,
            device=None, labels=None, class_names=None, progress: bool = True, compression=None,
            init=None, **options) -> INRSet:
     """Fit one SIREN per image of ``images`` (uint8 N×C×H×W, C = 1 or 3) → INRSet on ``device``.
@@ -52,7 +52,10 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int = 2000, l
     ``compression``: a :class:`~rapidinr.compress.CompressConfig` (pruning rounds, quantization).
     ``init``: ``"random"`` (default), ``"learned"`` (the shipped init for this arch and size), a
     learned-init file's path, or a :class:`~rapidinr.meta.LearnedInit` (see ``meta.py``).
+    ``steps`` / ``lr``: default 2000 and 1e-3, or a learned init's recommended values.
     """
+    from .meta import fit_settings
+
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         raise UserError("encode: images must be a uint8 tensor N×C×H×W")
     n, c, h, w = images.shape
@@ -60,9 +63,10 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int = 2000, l
         arch = Arch.parse(arch, channels=c, w0=options.pop("w0", Arch.w0))
     elif arch.channels != c:
         arch = dataclasses.replace(arch, channels=c)
-    cfg = FitConfig(steps=steps, lr=lr, **options)
+    cfg = FitConfig(**fit_settings(None, steps, lr), **options)  # bad options fail before any work
     dev = resolve_device(device)
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
+    cfg = dataclasses.replace(cfg, **fit_settings(learned, steps, lr))
     start = time.perf_counter()
     result = fit(images, arch, cfg, device=dev, progress=progress,
                  init=learned.params if learned is not None else None)

@@ -16,6 +16,11 @@ exactly the fit that will start from it. The init is saved as a small safetensor
 JSON header naming the architecture, image size, channels, training data, steps and the command
 that made it (:func:`save_init`, :func:`load_init`). An encoded ``.rinr`` never needs the init to
 decode (it stores every image's full weights); its header records which init the fit started from.
+
+A fit that starts this close tolerates a higher rate and needs a far shorter schedule than one
+from the random init, so ``meta-init`` also chooses the rate and step count on held-out
+training images (``init_tuning.py``) and stores them in the header; :func:`fit_settings` applies
+them wherever the caller gave none.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import fileformat, siren
-from .config import Arch
+from .config import Arch, FitConfig
 from .errors import UserError
 from .fit import images_to_targets
 
@@ -80,6 +85,12 @@ class LearnedInit:
         if path is not None:
             out["file"] = Path(path).name
         return out
+
+    @property
+    def recommended_fit(self) -> dict | None:
+        """{"lr", "steps"} chosen for fits from this init on held-out images (init_tuning.py), or None."""
+        fit = self.info.get("fit")
+        return {"lr": fit["lr"], "steps": fit["steps"]} if isinstance(fit, dict) else None
 
     def check_fits(self, arch: Arch, height: int, width: int, path="--init") -> None:
         """A clear error when this init was made for another architecture or image size."""
@@ -150,6 +161,14 @@ def meta_learn(images: torch.Tensor, arch: Arch, cfg: MetaConfig = MetaConfig(),
     return theta.cpu(), curve
 
 
+def fit_settings(init: LearnedInit | None, steps: int | None = None, lr: float | None = None) -> dict:
+    """{"steps", "lr"} for a fit from ``init``: the values given; where None, the init's
+    recommendation (chosen on held-out images, init_tuning.py), else the encoder's defaults."""
+    recommended = (init.recommended_fit if init is not None else None) or {}
+    return {"steps": steps if steps is not None else recommended.get("steps", FitConfig.steps),
+            "lr": lr if lr is not None else recommended.get("lr", FitConfig.lr)}
+
+
 def save_init(path: str | Path, init: LearnedInit) -> int:
     """Write the init as safetensors (tensor ``init`` (P,)) with a JSON header; returns its size."""
     header = {"kind": INIT_KIND, "arch": init.arch.to_json(), "arch_name": init.arch.name,
@@ -174,7 +193,18 @@ def load_init(path: str | Path) -> LearnedInit:
     if not torch.isfinite(params).all():
         raise UserError(f"{path}: init weights contain NaN or infinity")
     info = header.get("info") if isinstance(header.get("info"), dict) else {}
+    fit = info.get("fit")
+    if fit is not None and not _valid_fit(fit):
+        raise UserError(f"{path}: learned-init header has a bad fit recommendation (lr in (0, 1), steps >= 1)")
     return LearnedInit(params, arch, height, width, info)
+
+
+def _valid_fit(fit) -> bool:
+    if not isinstance(fit, dict):
+        return False
+    lr, steps = fit.get("lr"), fit.get("steps")
+    return (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < 1
+            and isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1)
 
 
 def config_json(cfg: MetaConfig) -> dict:

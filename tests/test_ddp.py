@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import rapidinr
@@ -61,9 +62,10 @@ def test_ddp_training_two_ranks_disjoint_and_covering(tmp_path):
     assert doc["results"]["epochs"][0]["images"] == 16  # each rank trains on its half
 
 
-def test_sharded_encode_merges_to_the_single_process_set(tmp_path):
+@pytest.mark.parametrize("init", ["random", "learned"])
+def test_sharded_encode_merges_to_the_single_process_set(tmp_path, init):
     one, two = tmp_path / "one.rinr", tmp_path / "two.rinr"
-    common = ["--limit", "24", "--steps", "15", "--batch-size", "8", "--quiet"]
+    common = ["--limit", "24", "--steps", "15", "--batch-size", "8", "--quiet", "--init", init]
     _torchrun(1, "encode", "default", "-o", str(one), *common)
     done = _torchrun(2, "encode", "default", "-o", str(two), *common)
     assert "from 2 shards" in done.stdout
@@ -71,4 +73,5 @@ def test_sharded_encode_merges_to_the_single_process_set(tmp_path):
     assert torch.equal(a.params, b.params)
     assert torch.equal(a.psnr, b.psnr) and torch.equal(a.labels, b.labels)
     assert a.class_names == b.class_names and b.meta["shards"] == 2
+    assert a.meta["init"] == b.meta["init"] and b.meta["init"]["kind"] == init
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.rinr", "two.rinr"]  # shards removed

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,9 +13,10 @@ import torch
 from rapidinr import siren
 from rapidinr.cli import main
 from rapidinr.config import Arch, FitConfig
-from rapidinr.data import load_default
+from rapidinr.data import load_source
 from rapidinr.errors import UserError
 from rapidinr.fit import fit
+from rapidinr.init_tuning import recommend_fit, steps_to_reach
 from rapidinr.inrset import load
 from rapidinr.meta import (LearnedInit, MetaConfig, load_init, meta_learn, resolve_init, save_init,
                            shipped_inits)
@@ -86,17 +91,56 @@ def test_resolve_init_random_learned_and_errors(tmp_path):
         resolve_init(str(tmp_path / "missing.safetensors"), gray, 28, 28)
 
 
-def test_shipped_default_init_has_its_command_and_beats_random_on_test_images():
+@pytest.mark.parametrize("size", [28, 32])
+def test_shipped_default_inits_have_their_command_and_fit_and_beat_random_on_test_images(size):
     names = [p.name for p in shipped_inits()]
-    assert "init-default-3x15-28x28.safetensors" in names
+    assert f"init-default-3x15-{size}x{size}.safetensors" in names
     arch = Arch.parse("3x15", 1)
-    init = resolve_init("learned", arch, 28, 28)
+    init = resolve_init("learned", arch, size, size)
     assert init.info["command"].startswith("rapidinr meta-init default")
     assert init.info["split"] == "train"  # made from the training split; measured on the test split
-    held_back = load_default("test").images[:12]
+    fit_info = init.info["fit"]  # chosen on held-out training images, never meta-trained on
+    assert init.info["images"] + fit_info["validation_images"] == 4000
+    assert init.recommended_fit == {"lr": fit_info["lr"], "steps": fit_info["steps"]}
+    assert fit_info["psnr_mean"] >= fit_info["reference"]["psnr_mean"]
+    held_back = load_source("default", None if size == 28 else (size, size), "test", False, False, 12, 0).images
     learned = _psnr_after(held_back, arch, init.params, 30)
     random = _psnr_after(held_back, arch, None, 30)
     assert learned > random + 2, (learned, random)
+
+
+def test_steps_to_reach_is_the_first_traced_step_at_or_above_each_target():
+    trace = {0: {10: 20.0, 20: 30.0, 30: 31.0}, 1: {10: 5.0, 20: 6.0}}
+    steps = steps_to_reach(trace, torch.tensor([30.0, 10.0, 1.0]))  # image 2 was never traced
+    assert steps[0] == 20 and math.isinf(steps[1]) and math.isinf(steps[2])
+
+
+def test_recommend_fit_picks_the_fewest_median_steps_among_fits_as_good_as_the_reference():
+    arch = Arch.parse("2x8", 1)
+    theta, _ = meta_learn(_family(48, seed=0), arch, MetaConfig(outer_steps=30, inner_steps=4, meta_batch=8),
+                          progress=False)
+    reference = FitConfig(steps=60, lr=1e-3, check_every=5)
+    rec = recommend_fit(_family(6, seed=2), arch, theta, lrs=(1e-3, 5e-3), schedules=(10, 40),
+                        reference=reference, progress=False)
+    json.dumps(rec, allow_nan=False)  # stored in a JSON header: no NaN or infinity
+    assert len(rec["candidates"]) == 4 and rec["reference"]["steps"] == 60
+    good = [c for c in rec["candidates"] if c["psnr_mean"] >= rec["reference"]["psnr_mean"]]
+    assert good, rec  # from a learned init, some short schedule matches the random 60-step fit
+    chosen = next(c for c in good if (c["lr"], c["steps"]) == (rec["lr"], rec["steps"]))
+    assert chosen["median_steps"] == min(c["median_steps"] or math.inf for c in good)
+    assert rec["speedup_vs_reference"] == round(60 / chosen["median_steps"], 2) > 1
+
+
+def test_refit_after_divergence_restarts_from_the_given_init(monkeypatch):
+    arch = Arch.parse("2x8", 1)
+    init = siren.init_params(arch, [5])[0]  # (P,)
+
+    def no_random_draw(*args, **kwargs):
+        raise AssertionError("a fit from a given init drew a random SIREN init")
+
+    monkeypatch.setattr(siren, "init_params", no_random_draw)
+    result = fit(_family(3), arch, FitConfig(steps=120, lr=0.9, max_refits=1), init=init, progress=False)
+    assert result.refits > 0  # the rate is absurd: every fit collapses and is refitted from `init`
 
 
 def test_cli_meta_init_then_encode_with_it(tmp_path, capsys):
@@ -106,11 +150,15 @@ def test_cli_meta_init_then_encode_with_it(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     made = load_init(init_path)
     assert made.info["command"].startswith("rapidinr meta-init default -o")
-    assert "--outer-steps 3" in made.info["command"]
+    assert "--outer-steps 3" in made.info["command"] and "--validate 8" in made.info["command"]
+    assert made.info["images"] == 24 and made.info["fit"]["validation_images"] == 8  # a quarter held out
+    recommended = made.recommended_fit
     out = tmp_path / "a.rinr"
     code = main(["encode", "default", "-o", str(out), "--limit", "4", "--steps", "5", "--init",
-                 str(init_path), "--quiet", "--device", "cpu"])
+                 str(init_path), "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
+    assert load(out).meta["fit"]["steps"] == 5 and load(out).meta["fit"]["lr"] == recommended["lr"]
+    assert f"--lr {recommended['lr']:g}" in capsys.readouterr().err  # says which setting it took
     header_init = load(out).meta["init"]
     assert header_init["kind"] == "learned" and header_init["sha256"] == made.sha256
     assert header_init["file"] == "init.safetensors"
@@ -133,10 +181,44 @@ def test_cli_bad_init_is_one_clear_error_and_no_output(tmp_path, capsys, argv, m
     assert not out.exists()
 
 
+def test_encode_takes_the_init_recommendation_only_where_no_option_is_given(tmp_path, capsys):
+    arch = Arch.parse("3x15", 1)
+    info = {"source": "test", "fit": {"lr": 4e-3, "steps": 6}}
+    path = tmp_path / "init.safetensors"
+    save_init(path, LearnedInit(siren.init_params(arch, [1])[0], arch, 28, 28, info))
+    common = ["encode", "default", "--limit", "2", "--init", str(path), "--quiet", "--device", "cpu"]
+    assert main([*common, "-o", str(tmp_path / "a.rinr")]) == 0
+    assert {k: load(tmp_path / "a.rinr").meta["fit"][k] for k in ("lr", "steps")} == {"lr": 4e-3, "steps": 6}
+    assert main([*common, "-o", str(tmp_path / "b.rinr"), "--lr", "2e-3", "--steps", "4"]) == 0
+    assert {k: load(tmp_path / "b.rinr").meta["fit"][k] for k in ("lr", "steps")} == {"lr": 2e-3, "steps": 4}
+    for bad in ({"lr": 5, "steps": 6}, {"lr": 1e-3, "steps": 0}, {"lr": "fast", "steps": 6}, [1]):
+        save_init(path, LearnedInit(siren.init_params(arch, [1])[0], arch, 28, 28, {"fit": bad}))
+        with pytest.raises(UserError, match="fit recommendation"):
+            load_init(path)
+        assert main([*common, "-o", str(tmp_path / "c.rinr"), "--overwrite"]) == 2
+        assert "fit recommendation" in capsys.readouterr().err and not (tmp_path / "c.rinr").exists()
+
+
+def test_learned_init_benchmark_runs_in_its_quick_mode(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "learned_init.py"
+    out = tmp_path / "li.json"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]
+    assert set(results["steps_to_target"]) == {"random", "learned_same_schedule", "learned_recommended"}
+    assert results["end_to_end"]["random"]["reached"] >= 1 and "x fewer" in done.stdout
+
+
 def test_cli_meta_init_bad_inputs(tmp_path, capsys):
     assert main(["meta-init", "default", "-o", str(tmp_path / "x.bin"), "--limit", "4"]) == 2
     assert "safetensors" in capsys.readouterr().err
     assert main(["meta-init", "default", "-o", str(tmp_path / "y.safetensors"), "--outer-steps", "0"]) == 2
     assert "--outer-steps" in capsys.readouterr().err
+    assert main(["meta-init", "default", "-o", str(tmp_path / "z.safetensors"), "--validate", "-1"]) == 2
+    assert "--validate" in capsys.readouterr().err
+    assert main(["meta-init", "default", "-o", str(tmp_path / "z.safetensors"), "--limit", "4",
+                 "--validate", "4"]) == 2
+    assert "--validate 4" in capsys.readouterr().err and not (tmp_path / "z.safetensors").exists()
     assert not (tmp_path / "y.safetensors").exists()
     json.dumps(MetaConfig().__dict__)  # the config is plain data (recorded in the file header)

@@ -15,8 +15,10 @@ def add(sub):
     p.add_argument("--arch", default="3x15", help="LAYERSxHIDDEN, e.g. 3x15 (default)")
     p.add_argument("--w0", type=float, default=30.0, help="SIREN frequency (default 30)")
     p.add_argument("--size", help="resize every image to HxW (antialiased)")
-    p.add_argument("--steps", type=int, default=2000, help="Adam steps per image (default 2000)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--steps", type=int, help="Adam steps per image (default 2000, or the learned init's "
+                   "recommendation)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3, or the learned init's "
+                   "recommendation)")
     p.add_argument("--target-psnr", type=float, help="stop an image once it reaches this PSNR (dB)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--batch-size", type=int, help="images fitted at once (default: from --memory-mb)")
@@ -38,13 +40,14 @@ def run(args) -> int:
     from ..config import Arch, FitConfig
     from ..data import load_source, parse_size
     from ..encoder import encode_to_file, resolve_device
+    from ..meta import fit_settings
 
     out = Path(args.output)
     if out.suffix != ".rinr":
         raise UserError(f"{out}: the output must end in .rinr")
     if out.exists() and not (args.overwrite or args.resume):
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    cfg = FitConfig(steps=args.steps, lr=args.lr, target_psnr=args.target_psnr, seed=args.seed,
+    cfg = FitConfig(**fit_settings(None, args.steps, args.lr), target_psnr=args.target_psnr, seed=args.seed,
                     chunk_size=args.batch_size, memory_budget_mb=args.memory_mb)
     arch_text = args.arch
     Arch.parse(arch_text, 3, args.w0)  # a nonsense --arch fails before any image is read
@@ -57,8 +60,9 @@ def run(args) -> int:
     for line in data.skipped:
         print(f"skipped {line}", file=sys.stderr)
     init = resolve_init_option(args, arch, data.images.shape)  # -- learned init (meta.py) --
+    cfg = recommended_config(args, cfg, init)
     if _world_size() > 1:  # under torchrun: see the sharded-encode block at the end of this file
-        return _run_sharded(args, data, arch, cfg, device, compression, out)
+        return _run_sharded(args, data, arch, cfg, device, compression, out, init)
     inrs = encode_to_file(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
                           resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                           compression=compression, init=init)
@@ -135,7 +139,7 @@ def _world_size() -> int:
     return from_env().world
 
 
-def _run_sharded(args, data, arch, cfg, device, compression, out) -> int:
+def _run_sharded(args, data, arch, cfg, device, compression, out, init) -> int:
     from ..distributed import encode_sharded, from_env
 
     if compression is not None:
@@ -143,10 +147,8 @@ def _run_sharded(args, data, arch, cfg, device, compression, out) -> int:
                         "(a compressed encode runs in one process)")
     if args.resume:
         raise UserError("--resume is not supported under torchrun (each rank writes its own shard)")
-    if getattr(args, "init", "random") != "random":
-        raise UserError("--init: under torchrun, encode starts from the SIREN init only (drop --init)")
     merged = encode_sharded(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
-                            overwrite=args.overwrite, progress=not args.quiet)
+                            overwrite=args.overwrite, progress=not args.quiet, learned_init=init)
     if from_env().is_main:
         info = merged.info()
         print(f"wrote {out}: {info['images']} images from {from_env().world} shards, arch {arch.name}, "
@@ -168,11 +170,21 @@ def check_init_option(args) -> None:
         raise UserError(f"--init: expected learned, random or a learned-init file, got {spec!r} (no such file)")
 
 
+def recommended_config(args, cfg, init):
+    """The learned init's recommended --lr / --steps (init_tuning.py) where the user gave none."""
+    import dataclasses
+
+    from ..meta import fit_settings
+
+    chosen = {k: v for k, v in fit_settings(init, args.steps, args.lr).items() if getattr(args, k) is None}
+    if chosen and init is not None and init.recommended_fit and not args.quiet:
+        print("learned init: fitting with its recommended " + " ".join(f"--{k} {v:g}" for k, v in chosen.items())
+              + " (chosen on held-out images; pass --lr / --steps to override)", file=sys.stderr)
+    return dataclasses.replace(cfg, **chosen)
+
+
 def resolve_init_option(args, arch, shape):
     """The LearnedInit for --init (None for random); a mismatch of arch or size is a clear error."""
     from ..meta import resolve_init
 
-    init = resolve_init(args.init, arch, int(shape[2]), int(shape[3]))
-    if init is not None and _world_size() > 1:
-        raise UserError("--init: under torchrun, encode starts from the random init; drop --init")
-    return init
+    return resolve_init(args.init, arch, int(shape[2]), int(shape[3]))

@@ -24,6 +24,9 @@ def add(sub):
     p.add_argument("--meta-batch", type=int, default=32, help="images per update (default 32)")
     p.add_argument("--inner-lr", type=float, default=1e-3, help="inner Adam rate: the encode --lr (default 1e-3)")
     p.add_argument("--outer-lr", type=float, default=1.0, help="Reptile step, decayed to 0 (default 1.0)")
+    p.add_argument("--validate", type=int, help="hold out the last N training images (never meta-trained "
+                   "on) to choose the --lr and --steps that fits from the init use by default (init_tuning.py; "
+                   "default: 32, or a quarter of a smaller source; 0: no recommendation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--download", action="store_true", help="let torchvision download a named dataset")
@@ -36,6 +39,7 @@ def run(args) -> int:
     from ..config import Arch
     from ..data import load_source, parse_size
     from ..encoder import resolve_device
+    from ..init_tuning import recommend_fit
     from ..meta import LearnedInit, MetaConfig, config_json, meta_learn, save_init
 
     out = Path(args.output)
@@ -46,23 +50,39 @@ def run(args) -> int:
     if not out.parent.is_dir():
         raise UserError(f"{out}: folder {out.parent} does not exist")
     Arch.parse(args.arch, 3, args.w0)  # a nonsense --arch fails before any image is read
+    if args.validate is not None and args.validate < 0:
+        raise UserError(f"--validate must be >= 0, got {args.validate}")
     cfg = MetaConfig(outer_steps=args.outer_steps, inner_steps=args.inner_steps, meta_batch=args.meta_batch,
                      inner_lr=args.inner_lr, outer_lr=args.outer_lr, seed=args.seed)
     device = resolve_device(args.device)
     data = load_source(args.source, parse_size(args.size), args.split, args.download, False, args.limit, args.seed)
     arch = Arch.parse(args.arch, data.images.shape[1], args.w0)
     _, _, height, width = data.images.shape
+    if args.validate is None:
+        args.validate = min(32, len(data) // 4)
+    if args.validate and args.validate >= len(data):
+        raise UserError(f"--validate {args.validate}: the source has only {len(data)} images; hold out fewer")
+    train, held_out = data.images[: len(data) - args.validate], data.images[len(data) - args.validate :]
     began = time.perf_counter()
-    params, curve = meta_learn(data.images, arch, cfg, device, progress=not args.quiet)
-    info = {"source": data.source, "split": args.split, "images": len(data), "config": config_json(cfg),
+    params, curve = meta_learn(train, arch, cfg, device, progress=not args.quiet)
+    info = {"source": data.source, "split": args.split, "images": len(train), "config": config_json(cfg),
             "inner_psnr_first": round(curve[0], 3), "inner_psnr_last": round(curve[-1], 3),
             "seconds": round(time.perf_counter() - began, 1), "device": str(device),
             "command": command_line(args)}
+    if args.validate:
+        info["fit"] = recommend_fit(held_out, arch, params, device=device, progress=not args.quiet)
+        info["fit"]["held_out"] = f"the last {args.validate} images of {data.source} (not meta-trained on)"
     init = LearnedInit(params, arch, height, width, info)
     size = save_init(out, init)
     print(f"wrote {out}: learned init for {arch.name} at {height}x{width} ({arch.channels} channel(s)), "
-          f"{size} bytes, from {len(data)} images of {data.source}; inner-loop PSNR "
+          f"{size} bytes, from {len(train)} images of {data.source}; inner-loop PSNR "
           f"{curve[0]:.2f} -> {curve[-1]:.2f} dB after {cfg.inner_steps} steps")
+    if args.validate:
+        fit = info["fit"]
+        print(f"  fits from it: --lr {fit['lr']:g} --steps {fit['steps']} (the default for encode --init), chosen "
+              f"on {args.validate} held-out images: median {fit['median_steps_to_reference']} steps to the PSNR "
+              f"a random init reaches in {fit['reference']['steps']} ({fit['speedup_vs_reference']}x fewer), "
+              f"mean {fit['psnr_mean']:.2f} dB against {fit['reference']['psnr_mean']:.2f}")
     return 0
 
 
@@ -77,5 +97,5 @@ def command_line(args) -> str:
         parts += ["--limit", str(args.limit)]
     parts += ["--outer-steps", str(args.outer_steps), "--inner-steps", str(args.inner_steps),
               "--meta-batch", str(args.meta_batch), "--inner-lr", str(args.inner_lr),
-              "--outer-lr", str(args.outer_lr), "--seed", str(args.seed)]
+              "--outer-lr", str(args.outer_lr), "--validate", str(args.validate), "--seed", str(args.seed)]
     return " ".join(shlex.quote(part) for part in parts)
