@@ -116,7 +116,8 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=
         if on_check is not None and t % cfg.check_every == 0:
             on_check(t, active, psnr)
         if progress is not None and t % cfg.check_every == 0:
-            progress.update(n * cfg.check_every / cfg.steps)
+            # never past the total: float steps add up to a hair over it, which tqdm warns about
+            progress.update(min(n * cfg.check_every / cfg.steps, progress.total - progress.n))
             progress.set_postfix(psnr=f"{best_psnr.mean().item():.2f}")
         if t % cfg.check_every == 0 or t == cfg.steps:
             reached = best_psnr[active] >= cfg.target_psnr if cfg.target_psnr else torch.zeros_like(flagged)
