@@ -25,7 +25,7 @@ from .figures import figure_bytes
 __all__ = ["BudgetExplorer", "InteractiveFigure", "check_parameter", "show", "show_errors_plainly", "decode_explorer", "budget_explorer",
            "study_explorer", "fit_study", "RDExplorer", "rd_explorer", "weight_bytes", "layer_names",
            "weights_explorer", "residual_explorer", "accuracy_explorer", "pipelines_explorer", "render_accuracy",
-           "render_pipelines"]
+           "render_pipelines", "render_fit_candidates", "render_init_race", "init_race_explorer"]
 
 
 def show(fig) -> None:
@@ -603,3 +603,70 @@ def pipelines_explorer(docs: dict[str, dict]) -> InteractiveFigure:
                 "per_epoch": W.Checkbox(value=True, description="per epoch")}
     return InteractiveFigure(controls, lambda source, data, per_epoch: render_pipelines(docs[source], data, per_epoch),
                              "Fig. 8")
+
+
+# -- 07_learned_init: random against learned init, step by step -----------------------------------
+def render_fit_candidates(fit_info: dict):
+    """The (lr, steps) candidates ``meta-init`` measured on held-out images (``info.fit`` of a
+    learned init): median steps to the random init's PSNR against the schedule length, one line per
+    rate; the chosen pair circled. Candidates that left most images short of it are not drawn."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for lr in sorted({c["lr"] for c in fit_info["candidates"]}):
+        points = [(c["steps"], c["median_steps"]) for c in fit_info["candidates"]
+                  if c["lr"] == lr and c["median_steps"] is not None]
+        if points:
+            ax.plot(*zip(*points), "o-", label=f"lr {lr:g}")
+    ax.plot([fit_info["steps"]], [fit_info["median_steps_to_reference"]], "o", ms=14, mfc="none", mec="k",
+            label="chosen")
+    ref = fit_info["reference"]
+    ax.axhline(ref["steps"] / 10, color="0.5", ls=":", label=f"10x fewer than {ref['steps']}")
+    ax.set(xlabel="schedule length (steps)", ylabel="median steps to random's PSNR",
+           title=f"fit settings chosen on {fit_info['validation_images']} held-out images")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def render_init_race(traces: dict[str, dict], targets: torch.Tensor, index: int | None = None):
+    """Training PSNR against step for each fit in ``traces`` (name -> {image: {step: PSNR}}), with
+    each image's target (the random init's PSNR after its full schedule) as a dotted line: the mean
+    over images when ``index`` is None, else image ``index`` alone."""
+    from matplotlib.figure import Figure
+
+    n = len(targets)
+    if index is not None and not 0 <= index < n:
+        raise UserError(f"image index must be 0..{n - 1}, got {index}")
+    rows = range(n) if index is None else [index]
+    fig = Figure(figsize=(6.5, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for name, trace in traces.items():
+        steps = sorted(set().union(*(trace.get(i, {}) for i in rows)))
+        # an image that left the batch early (it diverged and was refitted) keeps its last PSNR
+        per_image = [_carried_forward(trace.get(i, {}), steps) for i in rows]  # rows x steps
+        ax.plot(steps, [sum(col) / len(rows) for col in zip(*per_image)], label=name)
+    target = float(targets[list(rows)].mean())
+    ax.axhline(target, color="k", ls=":", label=f"target {target:.2f} dB")
+    ax.set(xscale="log", xlabel="Adam step", ylabel="training PSNR (dB)",
+           title="mean of every image" if index is None else f"image {index}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _carried_forward(trace_i: dict[int, float], steps: list[int]) -> list[float]:
+    """trace_i's value at each of ``steps``: the value at the latest traced step at or before it."""
+    out, last, known = [], float("nan"), sorted(trace_i.items())
+    for step in steps:
+        while known and known[0][0] <= step:
+            last = known.pop(0)[1]
+        out.append(last)
+    return out
+
+
+def init_race_explorer(traces: dict[str, dict], targets: torch.Tensor) -> InteractiveFigure:
+    """Step through the images one by one, or see their mean (index -1)."""
+    controls = {"index": W.IntSlider(value=-1, min=-1, max=len(targets) - 1, description="image",
+                                     continuous_update=False)}
+    return InteractiveFigure(controls, lambda index: render_init_race(traces, targets, None if index < 0 else index),
+                             "Random against learned init (image -1: the mean)")

@@ -112,3 +112,28 @@ def test_budget_explorer_fit_button_fits_the_chosen_arch():
     assert len(ui.last_figure.axes) == 4  # 2 originals over 2 decodes
     ui.controls["hidden"].value = 100  # over budget: the button refuses with a message
     assert ui.fit() is None and "over the budget" in ui.last_error
+
+
+def test_init_race_follows_the_slider_and_keeps_an_image_that_left_early():
+    traces = {"random": {0: {10: 10.0, 20: 20.0, 30: 30.0}, 1: {10: 12.0, 20: 22.0, 30: 32.0}},
+              "learned": {0: {10: 25.0, 20: 35.0, 30: 36.0}, 1: {10: 27.0}}}  # image 1 left after step 10
+    targets = torch.tensor([30.0, 32.0])
+    ui = widgets.init_race_explorer(traces, targets)
+    mean = ui.update()
+    lines = {line.get_label(): line for line in mean.axes[0].get_lines()}
+    assert list(lines["learned"].get_xdata()) == [10, 20, 30]
+    assert list(lines["learned"].get_ydata()) == [26.0, 31.0, 31.5]  # image 1's 27 dB carried forward
+    assert lines["target 31.00 dB"].get_ydata()[0] == 31.0
+    one = ui.update(index=0)
+    assert list({l.get_label(): l for l in one.axes[0].get_lines()}["random"].get_ydata()) == [10.0, 20.0, 30.0]
+    assert ui.update(index=5) is None and "0..1" in ui.last_error
+
+
+def test_fit_candidates_plot_marks_the_chosen_pair():
+    from rapidinr.meta import resolve_init
+    from rapidinr.config import Arch
+
+    fit_info = resolve_init("learned", Arch.parse("3x15", 1), 32, 32).info["fit"]
+    fig = widgets.render_fit_candidates(fit_info)
+    chosen = next(line for line in fig.axes[0].get_lines() if line.get_label() == "chosen")
+    assert (chosen.get_xdata()[0], chosen.get_ydata()[0]) == (fit_info["steps"], fit_info["median_steps_to_reference"])
