@@ -52,6 +52,10 @@ class MetaConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # inner Adam, as FitConfig
     eps: float = 1e-8
     seed: int = 0  # the starting SIREN init and the order of training images
+    # Hidden weight matrices stay within this multiple of SIREN's init bound (0: no limit). An
+    # unbounded init drifts to hidden weights 2-4x larger than a random fit's, and the per-tensor
+    # 8-bit grid of a .rinr gets that much coarser: fits from it lost ~3 dB to 8-bit storage.
+    max_hidden_weight: float = 4.0
 
     def __post_init__(self) -> None:
         for name in ("outer_steps", "inner_steps", "meta_batch"):
@@ -61,6 +65,8 @@ class MetaConfig:
             raise UserError(f"--inner-lr must be in (0, 1), got {self.inner_lr}")
         if not (0 < self.outer_lr <= 1):
             raise UserError(f"--outer-lr must be in (0, 1], got {self.outer_lr}")
+        if not (0 <= self.max_hidden_weight < 1e6):
+            raise UserError(f"--max-hidden-weight must be >= 0, got {self.max_hidden_weight}")
 
 
 @dataclass
@@ -125,6 +131,17 @@ def _adam_inner(theta: torch.Tensor, targets: torch.Tensor, coords: torch.Tensor
     return p, 10 * torch.log10(4.0 / mse.clamp_min(1e-20))
 
 
+def bound_hidden_weights(theta: torch.Tensor, arch: Arch, multiple: float) -> None:
+    """Clamp theta's (P,) hidden weight matrices, in place, to ``multiple`` × SIREN's init bound
+    (first and last layers and all biases stay free; ``multiple`` 0: no bound)."""
+    if multiple <= 0:
+        return
+    layers = siren.layer_views(theta[None], arch)
+    for weight, _ in layers[1:-1]:  # (1, in, out) views into theta
+        bound = multiple * siren.init_bound(weight.shape[1], arch.w0)
+        weight.clamp_(-bound, bound)
+
+
 def meta_learn(images: torch.Tensor, arch: Arch, cfg: MetaConfig = MetaConfig(), device="cpu",
                progress: bool = True, start: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float]]:
     """Reptile over the training images (uint8 N×C×H×W). Returns (init (P,) float32 on the CPU,
@@ -155,6 +172,7 @@ def meta_learn(images: torch.Tensor, arch: Arch, cfg: MetaConfig = MetaConfig(),
         if ok.any():
             eps = cfg.outer_lr * (1 - outer / cfg.outer_steps)
             theta += eps * (adapted[ok].mean(dim=0) - theta)
+            bound_hidden_weights(theta, arch, cfg.max_hidden_weight)
         curve.append(float(psnr[torch.isfinite(psnr)].mean()) if torch.isfinite(psnr).any() else float("nan"))
         bar.set_postfix(psnr=f"{curve[-1]:.2f}")
     bar.close()

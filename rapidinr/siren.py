@@ -50,6 +50,11 @@ def layer_kinds(arch: Arch) -> torch.Tensor:
     return torch.tensor(kinds, dtype=torch.uint8)
 
 
+def init_bound(fan_in: int, w0: float) -> float:
+    """SIREN's bound on the weights of every layer after the first: sqrt(6 / fan_in) / w0."""
+    return math.sqrt(6.0 / fan_in) / w0
+
+
 def init_params(arch: Arch, seeds: torch.Tensor | list[int]) -> torch.Tensor:
     """SIREN initialization, one image per seed, so any chunking or sharding gives the same weights.
 
@@ -65,7 +70,7 @@ def init_params(arch: Arch, seeds: torch.Tensor | list[int]) -> torch.Tensor:
         generator.manual_seed(seed)
         for i, (weight, bias) in enumerate(layer_views(params[row : row + 1], arch)):
             fan_in = weight.shape[1]
-            bound = 1.0 / fan_in if i == 0 else math.sqrt(6.0 / fan_in) / arch.w0
+            bound = 1.0 / fan_in if i == 0 else init_bound(fan_in, arch.w0)
             weight.uniform_(-bound, bound, generator=generator)
             bias.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=generator)
     return params

@@ -103,6 +103,8 @@ def test_shipped_default_inits_have_their_command_and_fit_and_beat_random_on_tes
     assert init.info["images"] + fit_info["validation_images"] == 4000
     assert init.recommended_fit == {"lr": fit_info["lr"], "steps": fit_info["steps"]}
     assert fit_info["psnr_mean"] >= fit_info["reference"]["psnr_mean"]
+    assert fit_info["psnr_8bit_mean"] >= fit_info["reference"]["psnr_8bit_mean"]  # as stored, too
+    assert "--max-hidden-weight 4.0" in init.info["command"]
     held_back = load_source("default", None if size == 28 else (size, size), "test", False, False, 12, 0).images
     learned = _psnr_after(held_back, arch, init.params, 30)
     random = _psnr_after(held_back, arch, None, 30)
@@ -124,7 +126,9 @@ def test_recommend_fit_picks_the_fewest_median_steps_among_fits_as_good_as_the_r
                         reference=reference, progress=False)
     json.dumps(rec, allow_nan=False)  # stored in a JSON header: no NaN or infinity
     assert len(rec["candidates"]) == 4 and rec["reference"]["steps"] == 60
-    good = [c for c in rec["candidates"] if c["psnr_mean"] >= rec["reference"]["psnr_mean"]]
+    ref = rec["reference"]
+    good = [c for c in rec["candidates"]
+            if c["psnr_mean"] >= ref["psnr_mean"] and c["psnr_8bit_mean"] >= ref["psnr_8bit_mean"]]
     assert good, rec  # from a learned init, some short schedule matches the random 60-step fit
     chosen = next(c for c in good if (c["lr"], c["steps"]) == (rec["lr"], rec["steps"]))
     assert chosen["median_steps"] == min(c["median_steps"] or math.inf for c in good)

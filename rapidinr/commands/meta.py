@@ -24,6 +24,9 @@ def add(sub):
     p.add_argument("--meta-batch", type=int, default=32, help="images per update (default 32)")
     p.add_argument("--inner-lr", type=float, default=1e-3, help="inner Adam rate: the encode --lr (default 1e-3)")
     p.add_argument("--outer-lr", type=float, default=1.0, help="Reptile step, decayed to 0 (default 1.0)")
+    p.add_argument("--max-hidden-weight", type=float, default=4.0, help="keep hidden weight matrices within "
+                   "this multiple of SIREN's init bound, so fits from the init stay 8-bit-quantizable "
+                   "(default 4; 0: no limit)")
     p.add_argument("--validate", type=int, help="hold out the last N training images (never meta-trained "
                    "on) to choose the --lr and --steps that fits from the init use by default (init_tuning.py; "
                    "default: 32, or a quarter of a smaller source; 0: no recommendation)")
@@ -53,7 +56,8 @@ def run(args) -> int:
     if args.validate is not None and args.validate < 0:
         raise UserError(f"--validate must be >= 0, got {args.validate}")
     cfg = MetaConfig(outer_steps=args.outer_steps, inner_steps=args.inner_steps, meta_batch=args.meta_batch,
-                     inner_lr=args.inner_lr, outer_lr=args.outer_lr, seed=args.seed)
+                     inner_lr=args.inner_lr, outer_lr=args.outer_lr, seed=args.seed,
+                     max_hidden_weight=args.max_hidden_weight)
     device = resolve_device(args.device)
     data = load_source(args.source, parse_size(args.size), args.split, args.download, False, args.limit, args.seed)
     arch = Arch.parse(args.arch, data.images.shape[1], args.w0)
@@ -82,7 +86,8 @@ def run(args) -> int:
         print(f"  fits from it: --lr {fit['lr']:g} --steps {fit['steps']} (the default for encode --init), chosen "
               f"on {args.validate} held-out images: median {fit['median_steps_to_reference']} steps to the PSNR "
               f"a random init reaches in {fit['reference']['steps']} ({fit['speedup_vs_reference']}x fewer), "
-              f"mean {fit['psnr_mean']:.2f} dB against {fit['reference']['psnr_mean']:.2f}")
+              f"mean {fit['psnr_mean']:.2f} dB against {fit['reference']['psnr_mean']:.2f} "
+              f"({fit['psnr_8bit_mean']:.2f} against {fit['reference']['psnr_8bit_mean']:.2f} with 8-bit hidden layers)")
     return 0
 
 
@@ -97,5 +102,6 @@ def command_line(args) -> str:
         parts += ["--limit", str(args.limit)]
     parts += ["--outer-steps", str(args.outer_steps), "--inner-steps", str(args.inner_steps),
               "--meta-batch", str(args.meta_batch), "--inner-lr", str(args.inner_lr),
-              "--outer-lr", str(args.outer_lr), "--validate", str(args.validate), "--seed", str(args.seed)]
+              "--outer-lr", str(args.outer_lr), "--max-hidden-weight", str(args.max_hidden_weight),
+              "--validate", str(args.validate), "--seed", str(args.seed)]
     return " ".join(shlex.quote(part) for part in parts)
