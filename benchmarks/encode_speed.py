@@ -33,7 +33,8 @@ from rapidinr.bench import results_document, write_results
 from rapidinr.config import Arch, FitConfig
 from rapidinr.data import load_sample_crops, parse_size
 from rapidinr.fit import fit
-from rapidinr.metrics import psnr
+from rapidinr.encoder import measure_psnr
+from rapidinr.inrset import INRSet
 from rapidinr.reference import fit_loop
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,11 +43,7 @@ RECORD_AT = (500, 1000, 2000)  # PSNR reported after these many steps (those wit
 
 def decoded_psnr(images: torch.Tensor, params: torch.Tensor, arch: Arch) -> torch.Tensor:
     """The one PSNR of each image's SIREN, decoded at its own size, against the original. (N,)"""
-    h, w = images.shape[-2:]
-    with torch.no_grad():
-        out = siren.forward(params, arch, siren.coordinate_grid(h, w))  # (N, HW, C)
-    rec = out.add(1).mul(0.5).clamp(0, 1).permute(0, 2, 1).reshape(images.shape)
-    return psnr(images, rec)
+    return measure_psnr(INRSet(params, arch, images.shape[2], images.shape[3]), images)
 
 
 def timed(fn):

@@ -31,25 +31,22 @@ from pathlib import Path
 
 import torch
 
-from rapidinr import siren
 from rapidinr.bench import results_document, write_results
 from rapidinr.config import Arch, FitConfig
 from rapidinr.data import load_default, load_sample_crops, load_source
 from rapidinr.fit import fit
-from rapidinr.init_tuning import REFERENCE, recommend_fit, steps_to_reach, stored_psnr, traced_fit
+from rapidinr.encoder import measure_psnr
+from rapidinr.init_tuning import REFERENCE, final_psnr, recommend_fit, steps_to_reach, stored_psnr, traced_fit
+from rapidinr.inrset import INRSet
 from rapidinr.meta import MetaConfig, load_init, meta_learn
-from rapidinr.metrics import psnr
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def decoded_psnr(images, params, arch) -> torch.Tensor:
-    """(N,) PSNR of the decoded, 8-bit-rounded images (what a user sees)."""
-    h, w = images.shape[-2:]
-    with torch.no_grad():
-        out = siren.forward(params, arch, siren.coordinate_grid(h, w))  # (N, HW, C)
-    return psnr(images, out.add(1).mul(0.5).clamp(0, 1).permute(0, 2, 1).reshape(images.shape))
+    """(N,) PSNR of the decoded, 8-bit-rounded images (what a user sees): the encoder's one measure."""
+    return measure_psnr(INRSet(params, arch, images.shape[2], images.shape[3]), images)
 
 
 def timed_fit(images, arch, cfg, init):
@@ -66,9 +63,9 @@ def held_back_and_init(args, arch_text):
                            args.images, 0).images  # (N, 1, H, W) the test split
         arch = Arch.parse(arch_text, 1)
         if args.quick and not args.init:  # a tiny init made here, from the training split
-            train = load_default("train").images[:64]
-            init, _ = meta_learn(train, arch, MetaConfig(outer_steps=args.outer_steps), progress=False)
-            rec = recommend_fit(load_default("train").images[64:72], arch, init, lrs=(3e-3,), schedules=(20,),
+            train = load_default("train").images  # (N, 1, 28, 28): 64 to meta-learn from, 8 to choose the fit
+            init, _ = meta_learn(train[:64], arch, MetaConfig(outer_steps=args.outer_steps), progress=False)
+            rec = recommend_fit(train[64:72], arch, init, lrs=(3e-3,), schedules=(20,),
                                 reference=replace(REFERENCE, steps=args.steps, check_every=args.check_every),
                                 progress=False)
             return test, arch, init, rec, "meta_learn(default:train[:64]) (--quick)", None
@@ -119,7 +116,7 @@ def main(argv=None) -> dict:
 
     reference = replace(REFERENCE, steps=args.steps, check_every=args.check_every)
     rand, rand_trace = traced_fit(held_back, arch, reference, None)
-    targets = torch.tensor([rand_trace[i][args.steps] for i in range(n)])  # (N,) R_i
+    targets = final_psnr(rand_trace, reference, n)  # (N,) R_i
     same, same_trace = traced_fit(held_back, arch, replace(reference, lr=learned_lr), init)
     rec_cfg = replace(reference, lr=rec["lr"], steps=rec["steps"])
     short, short_trace = traced_fit(held_back, arch, rec_cfg, init)

@@ -19,10 +19,10 @@ from dataclasses import replace
 import torch
 from tqdm.auto import tqdm
 
-from . import siren
 from .config import Arch, FitConfig
+from .encoder import measure_psnr
 from .fit import fit
-from .metrics import psnr
+from .inrset import INRSet
 from .quantize import Layout, fake_quantize
 
 REFERENCE = FitConfig(steps=2000, lr=1e-3, check_every=10)  # the random init's fit that sets R_i
@@ -33,12 +33,8 @@ CANDIDATE_STEPS = (200, 300, 500, 1000)
 def stored_psnr(images: torch.Tensor, params: torch.Tensor, arch: Arch) -> torch.Tensor:
     """(N,) PSNR of the decoded images once the weights (N, P) are stored as the demo and the paper
     store them: hidden layers 8-bit, their biases 16-bit, first and last layers float32."""
-    h, w = images.shape[-2:]
     weights = fake_quantize(params, Layout(arch, "hidden", bits=8, bias_bits=16))
-    with torch.no_grad():
-        out = siren.forward(weights, arch, siren.coordinate_grid(h, w, device=weights.device))  # (N, HW, C)
-    decoded = out.add(1).mul(0.5).clamp(0, 1).permute(0, 2, 1).reshape(images.shape)
-    return psnr(images, decoded.cpu())
+    return measure_psnr(INRSet(weights, arch, images.shape[2], images.shape[3]), images)
 
 
 def traced_fit(images: torch.Tensor, arch: Arch, cfg: FitConfig, init: torch.Tensor | None, device="cpu"):
@@ -70,8 +66,13 @@ def reference_fit(images: torch.Tensor, arch: Arch, reference: FitConfig = REFER
     """The reference fit from SIREN's random init. Returns (R_i (N,): each image's PSNR at its last
     step, the FitResult)."""
     result, trace = traced_fit(images, arch, reference, None, device)
-    last = reference.steps - reference.steps % reference.check_every
-    return torch.tensor([trace[i].get(last, -math.inf) for i in range(images.shape[0])]), result
+    return final_psnr(trace, reference, images.shape[0]), result
+
+
+def final_psnr(trace: dict[int, dict[int, float]], cfg: FitConfig, n: int) -> torch.Tensor:
+    """(n,) each image's traced PSNR at the last check of ``cfg``'s schedule (-inf if it left earlier)."""
+    last = cfg.steps - cfg.steps % cfg.check_every
+    return torch.tensor([trace.get(i, {}).get(last, -math.inf) for i in range(n)])
 
 
 def recommend_fit(images: torch.Tensor, arch: Arch, init: torch.Tensor, lrs=CANDIDATE_LRS,
