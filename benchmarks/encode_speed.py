@@ -33,17 +33,11 @@ from rapidinr.bench import results_document, write_results
 from rapidinr.config import Arch, FitConfig
 from rapidinr.data import load_sample_crops, parse_size
 from rapidinr.fit import fit
-from rapidinr.encoder import measure_psnr
-from rapidinr.inrset import INRSet
+from rapidinr.encoder import decoded_psnr
 from rapidinr.reference import fit_loop
 
 RESULTS = Path(__file__).parent / "results"
 RECORD_AT = (500, 1000, 2000)  # PSNR reported after these many steps (those within --steps)
-
-
-def decoded_psnr(images: torch.Tensor, params: torch.Tensor, arch: Arch) -> torch.Tensor:
-    """The one PSNR of each image's SIREN, decoded at its own size, against the original. (N,)"""
-    return measure_psnr(INRSet(params, arch, images.shape[2], images.shape[3]), images)
 
 
 def timed(fn):

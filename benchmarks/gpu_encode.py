@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,9 +32,9 @@ from rapidinr import siren
 from rapidinr.bench import results_document, synchronize, write_results
 from rapidinr.config import Arch, FitConfig
 from rapidinr.data import load_sample_crops
+from rapidinr.encoder import decoded_psnr
 from rapidinr.fit import fit
 from rapidinr.meta import MetaConfig, meta_learn
-from rapidinr.metrics import psnr
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("fp32", "tf32", "compile", "bf16")
@@ -65,18 +66,6 @@ def variant(name: str):
         torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-def decoded_psnr(images, params, arch, device, batch=1024):
-    out = []
-    h, w = images.shape[-2:]
-    coords = siren.coordinate_grid(h, w, device=device)
-    with torch.no_grad():
-        for s in range(0, images.shape[0], batch):
-            raw = siren.forward(params[s : s + batch].to(device), arch, coords)  # (b, HW, C)
-            rec = raw.add(1).mul(0.5).clamp(0, 1).permute(0, 2, 1).reshape(images[s : s + batch].shape)
-            out.append(psnr(images[s : s + batch], rec.cpu()))
-    return torch.cat(out)
-
-
 def throughput(images, arch, steps, device, name, memory_mb, warmup_steps):
     """image-steps/s of the fit (warm-up run first) and the PSNR it reaches after ``steps``."""
     with variant(name):
@@ -90,7 +79,7 @@ def throughput(images, arch, steps, device, name, memory_mb, warmup_steps):
         seconds = time.perf_counter() - began
     rate = result.image_steps / seconds
     return {"image_steps_per_s": rate, "images_per_s_at_2000_steps": rate / 2000, "seconds": seconds,
-            "images": len(images), "steps": steps, "psnr": float(decoded_psnr(images, result.params, arch, device).mean())}
+            "images": len(images), "steps": steps, "psnr": float(decoded_psnr(images, result.params.to(device), arch).mean())}
 
 
 def to_target(images, arch, steps, target, device, init, memory_mb):
@@ -100,7 +89,7 @@ def to_target(images, arch, steps, target, device, init, memory_mb):
                  device=device, init=init, progress=False)
     synchronize(device)
     seconds = time.perf_counter() - began
-    final = decoded_psnr(images, result.params, arch, device)
+    final = decoded_psnr(images, result.params.to(device), arch)
     return {"seconds": seconds, "images_per_s": len(images) / seconds, "image_steps": result.image_steps,
             "reached_train_target": int((result.train_psnr >= target).sum()), "images": len(images),
             "psnr": float(final.mean()), "projected_50k_s": 50_000 * seconds / len(images)}
@@ -131,11 +120,10 @@ def main(argv=None) -> dict:
         args.small_images, args.small_steps, args.large_images, args.large_steps = 16, 10, 2, 3
         args.proj_images, args.target, args.max_steps, args.meta_outer_steps = 16, 18.0, 60, 3
         args.memory_mb, large_arch_text, large_size, warmup = 256, "3x16", 48, 2
-        variants = [v for v in variants if v != "compile"] if "compile" not in args.variants.split(",") \
-            else variants
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("gpu_encode: no CUDA GPU here; run with --cpu-smoke to exercise the code on the CPU")
+        print("gpu_encode: no CUDA GPU here; run with --cpu-smoke to exercise the code on the CPU", file=sys.stderr)
+        raise SystemExit(2)
     name = "cpu-smoke" if args.cpu_smoke else re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
     out = Path(args.out or RESULTS / f"gpu_encode-{name}.json")
 

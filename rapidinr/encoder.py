@@ -43,6 +43,12 @@ def measure_psnr(inrs: INRSet, images: torch.Tensor, batch: int = 1024) -> torch
     return torch.cat(out) if out else torch.empty(0)
 
 
+def decoded_psnr(images: torch.Tensor, params: torch.Tensor, arch: Arch) -> torch.Tensor:
+    """(N,) PSNR of raw SIREN weights (N, P), decoded on their device at the images' size
+    (uint8 N×C×H×W): :func:`measure_psnr` for weights not yet wrapped in an INRSet."""
+    return measure_psnr(INRSet(params, arch, images.shape[2], images.shape[3]), images)
+
+
 def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = None, lr: float | None = None,
            device=None, labels=None, class_names=None, progress: bool = True, compression=None,
            init=None, **options) -> INRSet:

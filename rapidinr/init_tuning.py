@@ -20,9 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Arch, FitConfig
-from .encoder import measure_psnr
+from .encoder import decoded_psnr
 from .fit import fit
-from .inrset import INRSet
 from .quantize import Layout, fake_quantize
 
 REFERENCE = FitConfig(steps=2000, lr=1e-3, check_every=10)  # the random init's fit that sets R_i
@@ -34,7 +33,7 @@ def stored_psnr(images: torch.Tensor, params: torch.Tensor, arch: Arch) -> torch
     """(N,) PSNR of the decoded images once the weights (N, P) are stored as the demo and the paper
     store them: hidden layers 8-bit, their biases 16-bit, first and last layers float32."""
     weights = fake_quantize(params, Layout(arch, "hidden", bits=8, bias_bits=16))
-    return measure_psnr(INRSet(weights, arch, images.shape[2], images.shape[3]), images)
+    return decoded_psnr(images, weights, arch)
 
 
 def traced_fit(images: torch.Tensor, arch: Arch, cfg: FitConfig, init: torch.Tensor | None, device="cpu"):
