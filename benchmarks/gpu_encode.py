@@ -4,8 +4,9 @@ Measures, with synchronized timers after a warm-up (which absorbs compilation):
 - image-steps/s and images/s (at 2000 steps per image) of the batched fit for 32×32 crops with a
   3x15 SIREN and for 224×224 crops with a 10x40 SIREN (the paper's CIFAR and Mini-ImageNet
   architectures), in each precision/kernel variant asked for: ``fp32`` (eager, the library's
-  default), ``tf32`` (TF32 tensor-core matmuls), ``compile`` (torch.compile of the fused-elementwise
-  form, ``siren.compiled_loss_and_grad``), ``bf16`` (forward/backward in bfloat16, float32 Adam);
+  default), ``tf32`` (TF32 tensor-core matmuls: ``FitConfig.precision``), ``compile``
+  (torch.compile of the fused-elementwise form, ``siren.compiled_loss_and_grad``), ``bf16``
+  (forward/backward in bfloat16, float32 Adam: ``precision.bfloat16_loss_and_grad``);
   each with the PSNR it reaches, so a variant that is fast but loses quality shows it;
 - end to end: an encode of ``--proj-images`` 32×32 crops with ``target_psnr`` 30 dB (early stop
   and batch compaction on), random and learned init (meta-learned here from other crops), and the
@@ -24,6 +25,7 @@ import re
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,42 +37,34 @@ from rapidinr.data import load_sample_crops
 from rapidinr.encoder import decoded_psnr
 from rapidinr.fit import fit
 from rapidinr.meta import MetaConfig, meta_learn
+from rapidinr.precision import bfloat16_loss_and_grad
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("fp32", "tf32", "compile", "bf16")
 
 
-def _bf16_loss_and_grad(eager):
-    """Forward and backward in bfloat16 (weights cast per step), float32 results for Adam."""
-    def fn(params, arch, coords, target, micro_batch=None):
-        mse, grad = eager(params.bfloat16(), arch, coords.bfloat16(), target.bfloat16(), micro_batch)
-        return mse.float(), grad.float()
-    return fn
-
-
 @contextmanager
 def variant(name: str):
-    """Install a kernel/precision variant for the duration of one measurement."""
+    """Install a kernel variant for one measurement (tf32 is the fit's own ``precision`` setting)."""
+    if name == "bf16":
+        with bfloat16_loss_and_grad():
+            yield
+        return
     eager = siren.loss_and_grad
-    tf32 = torch.backends.cuda.matmul.allow_tf32
     try:
-        if name == "tf32":
-            torch.backends.cuda.matmul.allow_tf32 = True
-        elif name == "compile":
+        if name == "compile":
             siren.loss_and_grad = siren.compiled_loss_and_grad()
-        elif name == "bf16":
-            siren.loss_and_grad = _bf16_loss_and_grad(eager)
         yield
     finally:
         siren.loss_and_grad = eager
-        torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def throughput(images, arch, steps, device, name, memory_mb, warmup_steps):
     """image-steps/s of the fit (warm-up run first) and the PSNR it reaches after ``steps``."""
+    precision = "tf32" if name == "tf32" else "fp32"
     with variant(name):
-        cfg = FitConfig(steps=steps, memory_budget_mb=memory_mb)
-        fit(images[: min(len(images), 64)], arch, FitConfig(steps=warmup_steps, memory_budget_mb=memory_mb),
+        cfg = FitConfig(steps=steps, memory_budget_mb=memory_mb, precision=precision)
+        fit(images[: min(len(images), 64)], arch, replace(cfg, steps=warmup_steps),
             device=device, progress=False)  # warm-up: kernels, autotuning, compilation
         synchronize(device)
         began = time.perf_counter()

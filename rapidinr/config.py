@@ -65,6 +65,9 @@ class Arch:
         return cls(int(d["layers"]), int(d["hidden"]), int(d["channels"]), float(d["w0"]))
 
 
+PRECISIONS = ("fp32", "tf32")  # the values of FitConfig.precision
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """How each image's SIREN is fitted (paper Sec. VI-A uses 5000 steps at 5e-4 for round 1)."""
@@ -83,6 +86,11 @@ class FitConfig:
     seed: int = 0  # seeds the SIREN init of every image (image i uses seed + global index i)
     memory_budget_mb: float = 1024.0  # working memory for one chunk of images
     chunk_size: int | None = None  # images fitted at once; None: derived from memory_budget_mb
+    # Matmul precision of the fit: fp32, or tf32 (a CUDA GPU's TF32 tensor cores: matmul operands
+    # rounded to 10 mantissa bits, float32 sums; the CPU computes float32 either way). bfloat16 is
+    # not offered: benchmarks/precision.py measured 0.1-0.6 dB lost with bf16 matmuls and 0.9-2.8 dB
+    # with bf16 throughout, against tf32's -0.04/+0.07 dB (noise), at 2000 steps on 32x32 images.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -93,5 +101,7 @@ class FitConfig:
             raise UserError(f"--batch-size must be >= 1, got {self.chunk_size}")
         if self.target_psnr is not None and not (0 < self.target_psnr < 200):
             raise UserError(f"--target-psnr must be in (0, 200) dB, got {self.target_psnr}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.memory_budget_mb <= 0:
             raise UserError(f"memory budget must be positive, got {self.memory_budget_mb}")

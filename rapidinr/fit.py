@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from . import siren
 from .config import Arch, FitConfig
+from .precision import matmul_precision
 
 
 @dataclass
@@ -136,6 +137,37 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=
     return best, best_psnr, diverged, image_steps
 
 
+def _refit_diverged(targets, coords, arch, cfg, params0, seeds, fresh_draws, chunk_mask, best, psnr, diverged):
+    """Refit a chunk's diverged (or collapsed) rows, up to ``cfg.max_refits`` times at a halving rate,
+    each from a fresh SIREN draw (``fresh_draws``) or from the row's own start ``params0`` (n, P).
+    A refit's weights replace ``best``/``psnr`` (n, P)/(n,) in place where better.
+    Returns (rows refitted, image-steps run)."""
+    refits = image_steps = 0
+    device = best.device
+    lr = cfg.lr
+    for attempt in range(cfg.max_refits):
+        rows = diverged.nonzero().flatten()
+        if rows.numel() == 0:
+            break
+        refits += rows.numel()
+        lr *= cfg.refit_lr_factor
+        if fresh_draws:
+            fresh_seeds = [s + (attempt + 1) * 1_000_003 for s in (seeds[i] for i in rows.tolist())]
+            fresh = siren.init_params(arch, fresh_seeds).to(device)
+        else:  # the image's own starting weights (a learned init, or weights being retrained)
+            fresh = params0[rows.cpu()].to(device)
+        sub_mask = chunk_mask[rows] if chunk_mask is not None else None
+        if sub_mask is not None:
+            fresh = fresh * sub_mask
+        rbest, rpsnr, rdiv, steps = _fit_chunk(targets[rows], coords, fresh, arch, cfg, lr, sub_mask, None)
+        image_steps += steps
+        better = rpsnr > psnr[rows]
+        best[rows[better]] = rbest[better]
+        psnr[rows[better]] = rpsnr[better]
+        diverged[rows] = rdiv | collapsed(targets[rows], psnr[rows], cfg)
+    return refits, image_steps
+
+
 def fit(
     images: torch.Tensor,
     arch: Arch,
@@ -169,53 +201,37 @@ def fit(
     bar = tqdm(total=float(n), unit="img", desc="encode", disable=not progress, smoothing=0.1,
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
     bar.update(min(start_chunk * size, n))
-    for index, start in enumerate(range(0, n, size)):
-        if index < start_chunk:
-            continue
-        stop = min(start + size, n)
-        seeds = range(cfg.seed + seed_offset + start, cfg.seed + seed_offset + stop)
-        if init is None:
-            params0 = siren.init_params(arch, seeds)
-        elif init.dim() == 1:  # one shared (learned) init, broadcast to every image
-            params0 = init.float().cpu().expand(stop - start, -1).clone()
-        else:
-            params0 = init[start:stop]
-        chunk_mask = mask[start:stop].to(device) if mask is not None else None
-        if chunk_mask is not None:
-            params0 = params0 * chunk_mask.cpu()
-        targets = images_to_targets(images[start:stop]).to(device)
-        chunk_check = None if on_check is None else (
-            lambda t, rows, psnr, start=start: on_check(t, rows + start, psnr))
-        best, psnr, diverged, steps = _fit_chunk(targets, coords, params0.to(device), arch, cfg,
-                                                 cfg.lr, chunk_mask, bar, chunk_check)
-        image_steps += steps
-        diverged |= collapsed(targets, psnr, cfg)
-        lr = cfg.lr
-        for attempt in range(cfg.max_refits):
-            rows = diverged.nonzero().flatten()
-            if rows.numel() == 0:
-                break
-            refits += rows.numel()
-            lr *= cfg.refit_lr_factor
-            if init is None:  # a fresh SIREN draw
-                fresh_seeds = [s + (attempt + 1) * 1_000_003 for s in (seeds[i] for i in rows.tolist())]
-                fresh = siren.init_params(arch, fresh_seeds).to(device)
-            else:  # the image's own starting weights (a learned init, or weights being retrained)
-                fresh = params0[rows.cpu()].to(device)
-            sub_mask = chunk_mask[rows] if chunk_mask is not None else None
-            if sub_mask is not None:
-                fresh = fresh * sub_mask
-            rbest, rpsnr, rdiv, steps = _fit_chunk(targets[rows], coords, fresh, arch, cfg, lr, sub_mask, None)
+    with matmul_precision(cfg.precision):  # tf32 on a GPU when asked; float32 otherwise
+        for index, start in enumerate(range(0, n, size)):
+            if index < start_chunk:
+                continue
+            stop = min(start + size, n)
+            seeds = range(cfg.seed + seed_offset + start, cfg.seed + seed_offset + stop)
+            if init is None:
+                params0 = siren.init_params(arch, seeds)
+            elif init.dim() == 1:  # one shared (learned) init, broadcast to every image
+                params0 = init.float().cpu().expand(stop - start, -1).clone()
+            else:
+                params0 = init[start:stop]
+            chunk_mask = mask[start:stop].to(device) if mask is not None else None
+            if chunk_mask is not None:
+                params0 = params0 * chunk_mask.cpu()
+            targets = images_to_targets(images[start:stop]).to(device)
+            chunk_check = None if on_check is None else (
+                lambda t, rows, psnr, start=start: on_check(t, rows + start, psnr))
+            best, psnr, diverged, steps = _fit_chunk(targets, coords, params0.to(device), arch, cfg,
+                                                     cfg.lr, chunk_mask, bar, chunk_check)
             image_steps += steps
-            better = rpsnr > psnr[rows]
-            best[rows[better]] = rbest[better]
-            psnr[rows[better]] = rpsnr[better]
-            diverged[rows] = rdiv | collapsed(targets[rows], psnr[rows], cfg)
-        best = torch.nan_to_num(best, nan=0.0, posinf=0.0, neginf=0.0)  # a set never holds NaN weights
-        out[start:stop] = best.cpu()
-        out_psnr[start:stop] = psnr.cpu()
-        bar.update(stop - bar.n)
-        if on_chunk is not None:
-            on_chunk(index, start, FitResult(out[start:stop], out_psnr[start:stop], refits, image_steps))
+            diverged |= collapsed(targets, psnr, cfg)
+            refitted, steps = _refit_diverged(targets, coords, arch, cfg, params0, seeds, init is None,
+                                              chunk_mask, best, psnr, diverged)
+            refits += refitted
+            image_steps += steps
+            best = torch.nan_to_num(best, nan=0.0, posinf=0.0, neginf=0.0)  # a set never holds NaN weights
+            out[start:stop] = best.cpu()
+            out_psnr[start:stop] = psnr.cpu()
+            bar.update(stop - bar.n)
+            if on_chunk is not None:
+                on_chunk(index, start, FitResult(out[start:stop], out_psnr[start:stop], refits, image_steps))
     bar.close()
     return FitResult(out, out_psnr, refits, image_steps)

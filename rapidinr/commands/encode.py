@@ -23,6 +23,9 @@ def add(sub):
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--batch-size", type=int, help="images fitted at once (default: from --memory-mb)")
     p.add_argument("--memory-mb", type=float, default=1024, help="working memory per chunk (default 1024)")
+    p.add_argument("--precision", default="fp32", help="the fit's matmuls: fp32 (default) or tf32 (a CUDA "
+                   "GPU's tensor cores; within 0.1 dB of fp32 in benchmarks/precision.py; the CPU computes "
+                   "float32 either way)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="train", help="train or test (named datasets)")
     p.add_argument("--limit", type=int, help="encode only the first N images")
@@ -48,7 +51,7 @@ def run(args) -> int:
     if out.exists() and not (args.overwrite or args.resume):
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
     cfg = FitConfig(**fit_settings(None, args.steps, args.lr), target_psnr=args.target_psnr, seed=args.seed,
-                    chunk_size=args.batch_size, memory_budget_mb=args.memory_mb)
+                    chunk_size=args.batch_size, memory_budget_mb=args.memory_mb, precision=args.precision)
     arch_text = args.arch
     Arch.parse(arch_text, 3, args.w0)  # a nonsense --arch fails before any image is read
     compression = compression_config(args)  # bad compression options fail before any work too
