@@ -16,7 +16,7 @@ from rapidinr.config import Arch, FitConfig
 from rapidinr.data import load_source
 from rapidinr.errors import UserError
 from rapidinr.fit import fit
-from rapidinr.init_tuning import recommend_fit, steps_to_reach
+from rapidinr.init_tuning import no_worse, paired_gain, recommend_fit, steps_to_reach
 from rapidinr.inrset import load
 from rapidinr.meta import (LearnedInit, MetaConfig, load_init, meta_learn, resolve_init, save_init,
                            shipped_inits)
@@ -104,6 +104,9 @@ def test_shipped_default_inits_have_their_command_and_fit_and_beat_random_on_tes
     assert init.recommended_fit == {"lr": fit_info["lr"], "steps": fit_info["steps"]}
     assert fit_info["psnr_mean"] >= fit_info["reference"]["psnr_mean"]
     assert fit_info["psnr_8bit_mean"] >= fit_info["reference"]["psnr_8bit_mean"]  # as stored, too
+    chosen = next(c for c in fit_info["candidates"] if (c["lr"], c["steps"]) == (fit_info["lr"], fit_info["steps"]))
+    for gain in (chosen["gain_db"], chosen["gain_8bit_db"]):  # image by image, beyond the noise
+        assert gain["mean"] - fit_info["margin_se"] * gain["se"] >= 0 and fit_info["margin_se"] >= 1
     assert "--max-hidden-weight 4.0" in init.info["command"]
     held_back = load_source("default", None if size == 28 else (size, size), "test", False, False, 12, 0).images
     learned = _psnr_after(held_back, arch, init.params, 30)
@@ -117,6 +120,17 @@ def test_steps_to_reach_is_the_first_traced_step_at_or_above_each_target():
     assert steps[0] == 20 and math.isinf(steps[1]) and math.isinf(steps[2])
 
 
+def test_a_gain_within_its_noise_does_not_qualify_a_fit_schedule():
+    reference = torch.tensor([30.0, 31.0, 29.0, 33.0])
+    noisy = paired_gain(reference + torch.tensor([0.1, -0.1, 0.3, -0.2]), reference)  # mean +0.025 dB
+    assert noisy["mean"] == pytest.approx(0.025) and noisy["se"] == pytest.approx(0.111, abs=1e-3)
+    assert no_worse(noisy, 0.0) and not no_worse(noisy, 1.0)
+    steady = paired_gain(reference + torch.tensor([0.4, 0.5, 0.6, 0.5]), reference)
+    assert no_worse(steady, 1.0) and no_worse(steady, 2.0)
+    assert paired_gain(reference[:1] + 1, reference[:1]) == {"mean": 1.0, "se": None}
+    assert no_worse({"mean": 0.2, "se": None}, 1.0) and not no_worse({"mean": -0.2, "se": None}, 1.0)
+
+
 def test_recommend_fit_picks_the_fewest_median_steps_among_fits_as_good_as_the_reference():
     arch = Arch.parse("2x8", 1)
     theta, _ = meta_learn(_family(48, seed=0), arch, MetaConfig(outer_steps=30, inner_steps=4, meta_batch=8),
@@ -127,8 +141,9 @@ def test_recommend_fit_picks_the_fewest_median_steps_among_fits_as_good_as_the_r
     json.dumps(rec, allow_nan=False)  # stored in a JSON header: no NaN or infinity
     assert len(rec["candidates"]) == 4 and rec["reference"]["steps"] == 60
     ref = rec["reference"]
-    good = [c for c in rec["candidates"]
-            if c["psnr_mean"] >= ref["psnr_mean"] and c["psnr_8bit_mean"] >= ref["psnr_8bit_mean"]]
+    margin = rec["margin_se"]
+    good = [c for c in rec["candidates"] if all(c[key]["mean"] - margin * c[key]["se"] >= 0
+                                                for key in ("gain_db", "gain_8bit_db"))]
     assert good, rec  # from a learned init, some short schedule matches the random 60-step fit
     chosen = next(c for c in good if (c["lr"], c["steps"]) == (rec["lr"], rec["steps"]))
     assert chosen["median_steps"] == min(c["median_steps"] or math.inf for c in good)
