@@ -140,7 +140,6 @@ def test_recommend_fit_picks_the_fewest_median_steps_among_fits_as_good_as_the_r
                         reference=reference, progress=False)
     json.dumps(rec, allow_nan=False)  # stored in a JSON header: no NaN or infinity
     assert len(rec["candidates"]) == 4 and rec["reference"]["steps"] == 60
-    ref = rec["reference"]
     margin = rec["margin_se"]
     good = [c for c in rec["candidates"] if all(c[key]["mean"] - margin * c[key]["se"] >= 0
                                                 for key in ("gain_db", "gain_8bit_db"))]
