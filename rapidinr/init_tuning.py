@@ -30,7 +30,9 @@ CANDIDATE_LRS = (2e-3, 3e-3, 5e-3, 8e-3)
 CANDIDATE_STEPS = (200, 300, 500, 1000)
 # A candidate must beat the reference by this many standard errors of its mean paired PSNR gain:
 # on a few validation images a mean gain near 0 is noise, and a schedule chosen on it may lose
-# to the random init on the images it is then used for (seen on diverse photo crops).
+# to the random init on the images it is then used for. (It narrows that risk, not removes it:
+# on diverse photo crops the choice still lost on other crops: benchmarks/learned_init.py
+# --source samples-crops.)
 MARGIN_SE = 1.0
 
 
