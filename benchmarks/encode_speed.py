@@ -23,13 +23,12 @@ Writes benchmarks/results/encode_speed-cpu.json (settings, hardware, versions, a
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
 
 from rapidinr import siren
-from rapidinr.bench import results_document, write_results
+from rapidinr.bench import results_document, timed, write_results
 from rapidinr.config import Arch, FitConfig
 from rapidinr.data import load_sample_crops, parse_size
 from rapidinr.fit import fit
@@ -38,12 +37,6 @@ from rapidinr.reference import fit_loop
 
 RESULTS = Path(__file__).parent / "results"
 RECORD_AT = (500, 1000, 2000)  # PSNR reported after these many steps (those within --steps)
-
-
-def timed(fn):
-    wall, cpu = time.perf_counter(), time.process_time()
-    value = fn()
-    return value, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def run_batched(images, arch, cfg, record_at):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.bench import results_document, write_results
+from rapidinr.bench import results_document, timed, write_results
 from rapidinr.config import Arch
 from rapidinr.data import load_default, load_sample_crops, load_source
 from rapidinr.fit import fit
@@ -41,12 +41,6 @@ from rapidinr.meta import MetaConfig, load_init, meta_learn
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parent.parent / "data"
-
-
-def timed_fit(images, arch, cfg, init):
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fit(images, arch, cfg, init=init, progress=False)
-    return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def held_back_and_init(args, arch_text):
@@ -131,8 +125,10 @@ def main(argv=None) -> dict:
 
     # end to end: stop each image at the median R_i; random at its defaults, learned as recommended
     target = float(targets.median())
-    rand_stop, rand_wall, rand_cpu = timed_fit(held_back, arch, replace(reference, target_psnr=target), None)
-    learn_stop, learn_wall, learn_cpu = timed_fit(held_back, arch, replace(rec_cfg, target_psnr=target), init)
+    rand_stop, rand_wall, rand_cpu = timed(lambda: fit(held_back, arch, replace(reference, target_psnr=target),
+                                                        progress=False))
+    learn_stop, learn_wall, learn_cpu = timed(lambda: fit(held_back, arch, replace(rec_cfg, target_psnr=target),
+                                                          init=init, progress=False))
     rand_ok = int((rand_stop.train_psnr >= target).sum())
     learn_ok = int((learn_stop.train_psnr >= target).sum())
 

@@ -1,6 +1,9 @@
 """Shared fixtures: tiny image sets and a tiny encoded .rinr, CPU only."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -44,3 +47,20 @@ def tiny_set(tiny_images):
     labels = torch.arange(8) % 4
     return encode(tiny_images, arch="2x8", steps=60, lr=1e-3, device="cpu", labels=labels,
                   class_names=["a", "b", "c", "d"], progress=False)
+
+
+@pytest.fixture
+def benchmark_script():
+    """Load ``benchmarks/<name>.py`` as a module, to call its ``main(argv)`` in this process. The
+    scripts set torch's thread count for their measurements; it is restored after the test."""
+    threads = torch.get_num_threads()
+
+    def load(name: str):
+        path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    torch.set_num_threads(threads)

@@ -14,21 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gpu_encode_cpu_smoke_measures_every_variant_and_the_projection(tmp_path):
+def test_gpu_encode_cpu_smoke_measures_every_variant_and_the_projection(tmp_path, benchmark_script):
     out = tmp_path / "gpu_encode.json"
-    _script("gpu_encode").main(["--cpu-smoke", "--variants", "fp32,tf32,bf16", "--out", str(out)])
+    benchmark_script("gpu_encode").main(["--cpu-smoke", "--variants", "fp32,tf32,bf16", "--out", str(out)])
     doc = json.loads(out.read_text())
     assert doc["hardware"] and doc["settings"]["variants"] == ["fp32", "tf32", "bf16"]
     throughput = doc["results"]["throughput"]
@@ -57,13 +49,9 @@ def test_gpu_encode_without_a_gpu_says_so_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_gpu_grid_tiny_runs_every_pipeline_it_can_here(tmp_path):
+def test_gpu_grid_tiny_runs_every_pipeline_it_can_here(tmp_path, benchmark_script):
     out = tmp_path / "pipelines.json"
-    threads = torch.get_num_threads()
-    try:
-        assert _script("gpu_grid").main(["--tiny", "--output", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)  # --tiny pins one thread; the tests after this keep theirs
+    assert benchmark_script("gpu_grid").main(["--tiny", "--output", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
     ran = {(r["data"], r["pipeline"]) for r in results["rows"]}
     expected = {"inr", "tensor", "jpeg"} | ({"dali"} if importlib.util.find_spec("nvidia.dali") else set())

@@ -1,9 +1,7 @@
 """The fit's arithmetic precision: the tf32 setting, and the emulations that measure TF32/bfloat16."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -106,16 +104,8 @@ def test_precision_option_is_recorded_and_a_bad_one_is_one_clear_error(tmp_path,
         FitConfig(precision="fp16")
 
 
-def test_precision_benchmark_quick_mode(tmp_path):
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "precision.py"
-    spec = importlib.util.spec_from_file_location("bench_precision", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    threads = torch.get_num_threads()
-    try:
-        module.main(["--quick", "--out", str(tmp_path / "p.json")])
-    finally:
-        torch.set_num_threads(threads)
+def test_precision_benchmark_quick_mode(tmp_path, benchmark_script):
+    benchmark_script("precision").main(["--quick", "--out", str(tmp_path / "p.json")])
     results = json.loads((tmp_path / "p.json").read_text())["results"]
     assert set(results) == {"fashion-mnist-test@32x32", "photo-crops@32x32"}
     for rows in results.values():
