@@ -1,6 +1,6 @@
 """Compression benchmark (paper Sec. IV, VI-A/B; issue 3): pruning, layer-wise quantization, JPEG.
 
-Runs the rate-distortion sweep (``rapidinr.rd.sweep``) on two sets of real photos (random crops
+Runs the rate-distortion sweep (``rapidinr.study.rd.sweep``) on two sets of real photos (random crops
 of scikit-image's bundled colour samples, offline):
 - small: 64 crops of 32×32, a 3x15 SIREN, the ``cifar10`` dynamic-pruning preset (paper Eq. 2),
   no L1 round (the paper skips it for 32×32);
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rapidinr.config import FitConfig
-from rapidinr.data import load_sample_crops
-from rapidinr.encoder import resolve_device
-from rapidinr.figures.rate_distortion import plot_rd
-from rapidinr.prune import PRESETS, PruneConfig
-from rapidinr.rd import RDConfig, sweep
+from rapidinr.core.config import FitConfig
+from rapidinr.sources.datasets import load_sample_crops
+from rapidinr.encoding.runner import resolve_device
+from rapidinr.study.figures.rate_distortion import plot_rd
+from rapidinr.codec.prune import PRESETS, PruneConfig
+from rapidinr.study.rd import RDConfig, sweep
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -1,9 +1,9 @@
 """Encode speed: the batched encoder against the paper's one-image-at-a-time loop (issues 2 and 7).
 
-Fits the same 32×32 crops of real photos (``rapidinr.data.load_sample_crops``) with a 3x15 SIREN
+Fits the same 32×32 crops of real photos (``rapidinr.sources.datasets.load_sample_crops``) with a 3x15 SIREN
 for the same number of steps, in one run,
-  (a) batched: ``rapidinr.fit.fit``, all images at once over stacked weights;
-  (b) per image: ``rapidinr.reference.fit_loop``, one nn.Module of nn.Linear + sine layers and one
+  (a) batched: ``rapidinr.encoding.fit.fit``, all images at once over stacked weights;
+  (b) per image: ``rapidinr.study.reference.fit_loop``, one nn.Module of nn.Linear + sine layers and one
       torch.optim.Adam per image with a cosine schedule, autograd backward: the paper's code.
 Both start from the same SIREN init (seed + image index) with the same FitConfig, so they compute
 the same thing (tests/test_fit_equivalence.py) and must reach the same PSNR.
@@ -27,13 +27,14 @@ from pathlib import Path
 
 import torch
 
-from rapidinr import siren
-from rapidinr.bench import results_document, timed, write_results
-from rapidinr.config import Arch, FitConfig
-from rapidinr.data import load_sample_crops, parse_size
-from rapidinr.fit import fit
-from rapidinr.encoder import decoded_psnr
-from rapidinr.reference import fit_loop
+from rapidinr.core import siren
+from rapidinr.core.results import results_document, write_results
+from rapidinr.core.cputime import timed
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.sources.datasets import load_sample_crops, parse_size
+from rapidinr.encoding.fit import fit
+from rapidinr.encoding.runner import decoded_psnr
+from rapidinr.study.reference import fit_loop
 
 RESULTS = Path(__file__).parent / "results"
 RECORD_AT = (500, 1000, 2000)  # PSNR reported after these many steps (those within --steps)

@@ -30,14 +30,15 @@ from pathlib import Path
 
 import torch
 
-from rapidinr import siren
-from rapidinr.bench import results_document, synchronize, write_results
-from rapidinr.config import Arch, FitConfig
-from rapidinr.data import load_sample_crops
-from rapidinr.encoder import decoded_psnr
-from rapidinr.fit import fit
-from rapidinr.meta import MetaConfig, meta_learn
-from rapidinr.precision import bfloat16_loss_and_grad
+from rapidinr.core import siren
+from rapidinr.core.results import results_document, write_results
+from rapidinr.training.timing import synchronize
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.sources.datasets import load_sample_crops
+from rapidinr.encoding.runner import decoded_psnr
+from rapidinr.encoding.fit import fit
+from rapidinr.encoding.learned_init import MetaConfig, meta_learn
+from rapidinr.core.precision import bfloat16_loss_and_grad
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("fp32", "tf32", "compile", "bf16")

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.bench import results_document, run_pipeline_grid, write_results
+from rapidinr.core.results import results_document, write_results
+from rapidinr.study.grid import run_pipeline_grid
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

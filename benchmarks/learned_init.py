@@ -31,13 +31,14 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.bench import results_document, timed, write_results
-from rapidinr.config import Arch
-from rapidinr.data import load_default, load_sample_crops, load_source
-from rapidinr.fit import fit
-from rapidinr.encoder import decoded_psnr
-from rapidinr.init_tuning import REFERENCE, final_psnr, recommend_fit, steps_to_reach, stored_psnr, traced_fit
-from rapidinr.meta import MetaConfig, load_init, meta_learn
+from rapidinr.core.results import results_document, write_results
+from rapidinr.core.cputime import timed
+from rapidinr.core.config import Arch
+from rapidinr.sources.datasets import load_default, load_sample_crops, load_source
+from rapidinr.encoding.fit import fit
+from rapidinr.encoding.runner import decoded_psnr
+from rapidinr.encoding.init_tuning import REFERENCE, final_psnr, recommend_fit, steps_to_reach, stored_psnr, traced_fit
+from rapidinr.encoding.learned_init import MetaConfig, load_init, meta_learn
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parent.parent / "data"

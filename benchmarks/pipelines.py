@@ -20,11 +20,13 @@ from pathlib import Path
 import torch
 
 from rapidinr import encode
-from rapidinr.augment import AugmentConfig
-from rapidinr.bench import Clock, cpu_core_seconds, results_document, write_results
-from rapidinr.data import load_default
-from rapidinr.train import TrainConfig, TrainData, build_loader, run_training
-from rapidinr.distributed import from_env
+from rapidinr.training.augment import AugmentConfig
+from rapidinr.training.timing import Clock
+from rapidinr.core.cputime import cpu_core_seconds
+from rapidinr.core.results import results_document, write_results
+from rapidinr.sources.datasets import load_default
+from rapidinr.training.loop import TrainConfig, TrainData, build_loader, run_training
+from rapidinr.core.distributed import from_env
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipelines-cpu.json"
 PIPELINES = [("inr", 0), ("tensor", 0), ("jpeg", 1)]
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
            "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for size, n in (((28, 28), args.images), ((64, 64), args.images_64)):
-            from rapidinr.inrset import INRSet
+            from rapidinr.codec.inrset import INRSet
 
             part = INRSet(inrs.params[:n], inrs.arch, 28, 28, inrs.labels[:n], inrs.class_names, inrs.psnr[:n])
             data = TrainData(subset.labels[:n], 10, 1, test.images, test.labels, subset.images[:n], part, "default")

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.bench import results_document, write_results
-from rapidinr.config import Arch, FitConfig
-from rapidinr.data import load_sample_crops, load_source
-from rapidinr.encoder import decoded_psnr
-from rapidinr.fit import fit
-from rapidinr.init_tuning import stored_psnr
-from rapidinr.precision import bfloat16_loss_and_grad, emulated_matmul_operands
+from rapidinr.core.results import results_document, write_results
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.sources.datasets import load_sample_crops, load_source
+from rapidinr.encoding.runner import decoded_psnr
+from rapidinr.encoding.fit import fit
+from rapidinr.encoding.init_tuning import stored_psnr
+from rapidinr.core.precision import bfloat16_loss_and_grad, emulated_matmul_operands
 
 RESULTS = Path(__file__).parent / "results"
 PRECISIONS = {  # name -> the context a fit runs in

@@ -5,14 +5,14 @@ augmentation, schedule and seed, tested on the 1,000 original test images:
 
 - ``original``: the raw uint8 images (tensor pipeline);
 - ``inr-fp32``: a 3x15 SIREN per image, float32 weights (inr pipeline, decoded every batch);
-- ``inr-8bit``: the same weights with hidden layers quantized to 8 bits (``rapidinr.compress``,
+- ``inr-8bit``: the same weights with hidden layers quantized to 8 bits (``rapidinr.encoding.compress``,
   when that module is present; otherwise reported as not available);
 - ``jpeg@inr-8bit`` / ``jpeg@inr-fp32``: JPEG at the highest quality that fits each image into
-  the same bytes as the INR variant (``rapidinr.baselines.jpeg_at_budget``), decoded and trained
+  the same bytes as the INR variant (``rapidinr.study.baselines.jpeg_at_budget``), decoded and trained
   through the tensor pipeline.
 
 Bytes per image come from the real serialized ``.rinr`` size and the real JPEG file sizes.
-Writes ``benchmarks/results/training-accuracy-cpu.json`` (read by ``rapidinr.figures.training``).
+Writes ``benchmarks/results/training-accuracy-cpu.json`` (read by ``rapidinr.study.figures.training``).
 
     python benchmarks/training_accuracy.py                       # 1024 images, 3 epochs, batch 32
     python benchmarks/training_accuracy.py --images 256 --epochs 1 --encode-steps 200   # quick
@@ -27,20 +27,20 @@ from pathlib import Path
 import torch
 
 from rapidinr import encode
-from rapidinr.bench import results_document, write_results
-from rapidinr.data import load_default
-from rapidinr.metrics import psnr as psnr_of
-from rapidinr.train import TrainConfig, TrainData, run_training
+from rapidinr.core.results import results_document, write_results
+from rapidinr.sources.datasets import load_default
+from rapidinr.core.metrics import psnr as psnr_of
+from rapidinr.training.loop import TrainConfig, TrainData, run_training
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training-accuracy-cpu.json"
 
 
 def eight_bit(images, inrs, steps: int):
-    """The fp32 set with hidden layers quantized to 8 bits, or None when rapidinr.compress is absent."""
+    """The fp32 set with hidden layers quantized to 8 bits, or None when rapidinr.encoding.compress is absent."""
     try:
-        from rapidinr.compress import CompressConfig, compress
-        from rapidinr.config import FitConfig
-        from rapidinr.quantize import QuantConfig
+        from rapidinr.encoding.compress import CompressConfig, compress
+        from rapidinr.core.config import FitConfig
+        from rapidinr.codec.quantize import QuantConfig
     except ImportError:
         return None
     return compress(images, inrs.arch, FitConfig(steps=steps), CompressConfig(quant=QuantConfig(bits=8)),
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     args.output = args.output or str(RESULTS.with_name(f"training-accuracy-{device.type}.json"))
-    from rapidinr import baselines
+    from rapidinr.study import baselines
 
     train = load_default("train").subset(0, args.images)
     test = load_default("test").subset(0, args.test_images)
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         q8.psnr = psnr_of(images, q8.decode().cpu())
         print(f"8-bit: {q8.info()['bytes_per_image']:.0f} B/image, PSNR {float(q8.psnr.mean()):.2f} dB", flush=True)
     else:
-        print("8-bit: rapidinr.compress is not available yet; left out", flush=True)
+        print("8-bit: rapidinr.encoding.compress is not available yet; left out", flush=True)
 
     variants = [("original", "original", "tensor", images, None, float(images[0].numel()), None)]
     variants.append(("inr-fp32", "inr", "inr", None, fp32, fp32.info()["bytes_per_image"], float(fp32.psnr.mean())))

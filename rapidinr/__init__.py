@@ -1,12 +1,13 @@
 """rapidinr: datasets stored as one small SIREN per image (Rapid-INR, Chen et al. 2023).
 
 Public names: :func:`encode`, :func:`load`, :class:`INRSet`, the configs :class:`Arch` and
-:class:`FitConfig`, and :class:`UserError`.
+:class:`FitConfig`, and :class:`UserError`. The layers, each importing only those before it:
+``core → sources → codec → encoding → training → study → cli``.
 """
-from .config import Arch, FitConfig
-from .encoder import encode
-from .errors import UserError
-from .inrset import INRSet, load
+from rapidinr.codec.inrset import INRSet, load
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.errors import UserError
+from rapidinr.core.version import __version__
+from rapidinr.encoding.runner import encode
 
-__version__ = "0.1.0"
 __all__ = ["Arch", "FitConfig", "INRSet", "UserError", "encode", "load", "__version__"]

@@ -1,5 +1,5 @@
 """``python -m rapidinr``: the same command as the ``rapidinr`` script."""
-from .cli import entry
+from rapidinr.cli import entry
 
 if __name__ == "__main__":
     entry()

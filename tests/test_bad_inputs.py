@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rapidinr import fileformat
 from rapidinr.cli import main
+from rapidinr.codec import fileformat
 
 FAST = ["--arch", "1x4", "--steps", "5", "--quiet"]
 

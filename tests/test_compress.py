@@ -4,15 +4,24 @@ import os
 import pytest
 import torch
 
-from rapidinr import siren
-from rapidinr.compress import CompressConfig, compress, finetune_quantized, measure
-from rapidinr.config import Arch, FitConfig
-from rapidinr.errors import UserError
-from rapidinr.inrset import INRSet, load
-from rapidinr.prune import (PRESETS, PruneConfig, Schedule, l1_mask, pack_mask, parse_schedule, unpack_mask,
-                            weight_positions, weight_sparsity)
-from rapidinr.quantize import Layout, QuantConfig, dequantize, fake_quantize, quantize
-from rapidinr.store import DenseStore, PackedStore
+from rapidinr.codec.inrset import INRSet, load
+from rapidinr.codec.prune import (
+    PRESETS,
+    PruneConfig,
+    Schedule,
+    l1_mask,
+    pack_mask,
+    parse_schedule,
+    unpack_mask,
+    weight_positions,
+    weight_sparsity,
+)
+from rapidinr.codec.quantize import Layout, QuantConfig, dequantize, fake_quantize, quantize
+from rapidinr.codec.store import DenseStore, PackedStore
+from rapidinr.core import siren
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.errors import UserError
+from rapidinr.encoding.compress import CompressConfig, compress, finetune_quantized, measure
 
 ARCH = Arch.parse("3x15", 3)
 
@@ -175,7 +184,7 @@ def test_packed_store_file_round_trip_decodes_like_dense(tmp_path, bits, layers,
 
 
 def test_packed_store_rejects_corrupt_payload(tmp_path):
-    from rapidinr import fileformat
+    from rapidinr.codec import fileformat
 
     params = siren.init_params(ARCH, range(2))
     s = INRSet(PackedStore.from_params(params * l1_mask(params, ARCH, 0.3), ARCH, 8), ARCH, 8, 8,

@@ -6,16 +6,16 @@ import pytest
 import torch
 from PIL import Image
 
-from rapidinr import baselines
-from rapidinr.figures.rate_distortion import plot_rd, rd_curves
-from rapidinr.figures.residuals import plot_residuals, residual_data
-from rapidinr.figures.weights import plot_weights, weight_histograms, weight_samples
-from rapidinr.metrics import psnr
+from rapidinr.core.metrics import psnr
+from rapidinr.study import baselines
+from rapidinr.study.figures.rate_distortion import plot_rd, rd_curves
+from rapidinr.study.figures.residuals import plot_residuals, residual_data
+from rapidinr.study.figures.weights import plot_weights, weight_histograms, weight_samples
 
 
 @pytest.fixture(scope="module")
 def photos():
-    from rapidinr.data import load_sample_crops
+    from rapidinr.sources.datasets import load_sample_crops
 
     return load_sample_crops(4, (32, 32), seed=1).images
 

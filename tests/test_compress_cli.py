@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from rapidinr.cli import main
-from rapidinr.inrset import load
+from rapidinr.codec.inrset import load
 
 FAST = ["--steps", "30", "--quiet", "--arch", "2x8"]
 
@@ -47,7 +47,7 @@ def test_encode_with_compression_options_and_info_json(tmp_path, folder, capsys)
     assert run(["encode", folder, "-o", plain, *FAST], capsys)[0] == 0
     plain_info = json.loads(run(["info", plain, "--json"], capsys)[1])
     assert plain_info["quant_bits"] == 32 and plain_info["param_encoding"] == "dense-f32"
-    from rapidinr import fileformat
+    from rapidinr.codec import fileformat
 
     def weight_bytes(path):  # the payload without the JSON header, which dominates 4 tiny images
         _, tensors, _ = fileformat.read(path)

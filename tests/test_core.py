@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from rapidinr import Arch, FitConfig, load, siren
+from rapidinr import Arch, FitConfig, load
 from rapidinr.cli import main
-from rapidinr.fit import fit, images_to_targets
-from rapidinr.metrics import psnr
+from rapidinr.core import siren
+from rapidinr.core.metrics import psnr
+from rapidinr.encoding.fit import fit, images_to_targets
 
 
 def test_arch_contract_3x15_has_573_parameters():

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import rapidinr
-from rapidinr.distributed import shard_range
-from rapidinr.loaders import epoch_indices
+from rapidinr.encoding.sharded import shard_range
+from rapidinr.training.loaders import epoch_indices
 
 
 def _free_port() -> int:

@@ -1,7 +1,7 @@
 """The batched fitter computes what the paper's per-image loop computes.
 
-rapidinr.fit.fit runs one hand-written Adam over the stacked (N, P) weights with a hand-written
-backward pass; rapidinr.reference.fit_loop runs one nn.Module + torch.optim.Adam + autograd per
+rapidinr.encoding.fit.fit runs one hand-written Adam over the stacked (N, P) weights with a hand-written
+backward pass; rapidinr.study.reference.fit_loop runs one nn.Module + torch.optim.Adam + autograd per
 image, as the paper's public code does. Started from the same weights with the same steps,
 learning-rate schedule and FitConfig(keep_best=False), both must end at the same weights.
 
@@ -12,10 +12,10 @@ measured gap is ~1e-6. PSNR of the final weights must agree to 0.01 dB.
 import pytest
 import torch
 
-from rapidinr import siren
-from rapidinr.config import Arch, FitConfig
-from rapidinr.fit import fit, images_to_targets, psnr_from_mse
-from rapidinr.reference import fit_loop, module_from_params, params_from_module
+from rapidinr.core import siren
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.encoding.fit import fit, images_to_targets, psnr_from_mse
+from rapidinr.study.reference import fit_loop, module_from_params, params_from_module
 
 TOL = 1e-4
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rapidinr import augment, encode, loaders
-from rapidinr.augment import AugmentConfig
-from rapidinr.data import load_default
+from rapidinr import encode
+from rapidinr.sources.datasets import load_default
+from rapidinr.training import augment, loaders
+from rapidinr.training.augment import AugmentConfig
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from rapidinr import siren
 from rapidinr.cli import main
-from rapidinr.config import Arch, FitConfig
-from rapidinr.data import load_source
-from rapidinr.errors import UserError
-from rapidinr.fit import fit
-from rapidinr.init_tuning import no_worse, paired_gain, recommend_fit, steps_to_reach
-from rapidinr.inrset import load
-from rapidinr.meta import (LearnedInit, MetaConfig, load_init, meta_learn, resolve_init, save_init,
-                           shipped_inits)
+from rapidinr.codec.inrset import load
+from rapidinr.core import siren
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.errors import UserError
+from rapidinr.encoding.fit import fit
+from rapidinr.encoding.init_tuning import no_worse, paired_gain, recommend_fit, steps_to_reach
+from rapidinr.encoding.learned_init import (
+    LearnedInit,
+    MetaConfig,
+    load_init,
+    meta_learn,
+    resolve_init,
+    save_init,
+    shipped_inits,
+)
+from rapidinr.sources.datasets import load_source
 
 
 def _family(n, size=8, seed=0):

@@ -6,15 +6,14 @@ import json
 import pytest
 import torch
 
-from rapidinr import siren
 from rapidinr.cli import main
-from rapidinr.config import Arch, FitConfig
-from rapidinr.data import load_source
-from rapidinr.errors import UserError
-from rapidinr.fit import fit
-from rapidinr.inrset import load
-from rapidinr.precision import (bfloat16_loss_and_grad, emulated_matmul_operands, matmul_precision,
-                                round_mantissa)
+from rapidinr.codec.inrset import load
+from rapidinr.core import siren
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.errors import UserError
+from rapidinr.core.precision import bfloat16_loss_and_grad, emulated_matmul_operands, matmul_precision, round_mantissa
+from rapidinr.encoding.fit import fit
+from rapidinr.sources.datasets import load_source
 
 FAST = ["--arch", "1x4", "--steps", "5", "--quiet", "--limit", "3"]
 

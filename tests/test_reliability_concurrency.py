@@ -16,7 +16,7 @@ from pathlib import Path
 SETS = textwrap.dedent("""
     import torch
     from rapidinr import INRSet
-    from rapidinr.config import Arch
+    from rapidinr.core.config import Arch
 
     def make(variant):
         # two sets of different sizes, so a mix of the two or a cut-off file cannot pass for either

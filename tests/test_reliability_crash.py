@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rapidinr import fileformat, load
+from rapidinr import load
 from rapidinr.cli import main
+from rapidinr.codec import fileformat
 
 N, BATCH = 128, 4  # 32 chunks, each a fraction of a second: enough for 6 kills on a fast machine
 ENCODE = ["encode", "default", "--limit", str(N), "--batch-size", str(BATCH), "--steps", "60",
@@ -117,9 +118,9 @@ def test_resume_cleans_a_temporary_left_by_a_kill_during_the_final_write(tmp_pat
 
 def test_a_damaged_checkpoint_chunk_is_refitted_not_trusted(tmp_path):
     out = tmp_path / "set.rinr"
-    from rapidinr.config import Arch, FitConfig
-    from rapidinr.data import load_source
-    from rapidinr.encoder import encode_to_file
+    from rapidinr.core.config import Arch, FitConfig
+    from rapidinr.encoding.runner import encode_to_file
+    from rapidinr.sources.datasets import load_source
 
     data = load_source("default", limit=12)
     arch = Arch.parse("1x4", 1)
@@ -137,7 +138,7 @@ def test_a_damaged_checkpoint_chunk_is_refitted_not_trusted(tmp_path):
                 raise Stop  # a crash right after chunk 1 reached the disk
         return wrapped
 
-    from rapidinr import encoder
+    from rapidinr.encoding import runner as encoder
 
     original = encoder.Checkpoint.save
     encoder.Checkpoint.save = save_then_maybe_stop(original)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from rapidinr import INRSet, UserError, load
-from rapidinr.config import Arch
+from rapidinr.core.config import Arch
 
 CASES = {"flip": 700, "truncate": 200, "insert": 300, "length": 200, "json": 1000, "resign": 600,
          "packed": 150}  # packed: per compressed variant (4 of them)
@@ -208,7 +208,7 @@ PACKED = [(8, None), (16, None), (32, None), (8, "zstd")]  # quantized, pruned-o
 
 def packed_bytes(tmp: Path, bits: int, lossless) -> bytes:
     """A pruned (about 40 % zeros) and quantized file through the compressed store."""
-    from rapidinr import store
+    from rapidinr.codec import store
 
     if not hasattr(store, "PackedStore"):
         pytest.skip("no compressed store in this build")

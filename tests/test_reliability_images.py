@@ -18,7 +18,7 @@ from PIL import Image
 
 from rapidinr import UserError, load
 from rapidinr.cli import main
-from rapidinr.images import read_image
+from rapidinr.sources.images import read_image
 
 FAST = ["--arch", "1x4", "--steps", "3", "--quiet"]
 RNG = np.random.default_rng(6)

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from rapidinr import INRSet, UserError, encode, load, siren
+from rapidinr import INRSet, UserError, encode, load
 from rapidinr.cli import main
-from rapidinr.config import Arch, FitConfig
-from rapidinr.data import load_source
-from rapidinr.fit import fit
+from rapidinr.core import siren
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.encoding.fit import fit
+from rapidinr.sources.datasets import load_source
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from rapidinr import UserError, fileformat, load
+from rapidinr import UserError, load
 from rapidinr.cli import main
-from rapidinr.encoder import Checkpoint
+from rapidinr.codec import fileformat
+from rapidinr.encoding.runner import Checkpoint
 
 
 def write_as(path, inrs, **changes) -> None:

@@ -1,4 +1,4 @@
-"""rapidinr.search: architectures sized to a byte budget (uniform and tapered), the fits, the rows."""
+"""rapidinr.study.search: architectures sized to a byte budget (uniform and tapered), the fits, the rows."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 
-from rapidinr import search, siren
-from rapidinr.config import Arch
-from rapidinr.errors import UserError
-from rapidinr.inrset import INRSet
-from rapidinr.metrics import psnr
+from rapidinr.codec.inrset import INRSet
+from rapidinr.core import siren
+from rapidinr.core.config import Arch
+from rapidinr.core.errors import UserError
+from rapidinr.core.metrics import psnr
+from rapidinr.study import search
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,8 @@ def test_fit_row_records_the_one_psnr(photos):
     assert row["psnr_mean"] > 12  # 40 steps learn something
     json.dumps(row)  # every row is JSON
     # the same fit done by hand gives the same PSNR (seeded init, deterministic on the CPU)
-    from rapidinr.config import FitConfig
-    from rapidinr.fit import fit
+    from rapidinr.core.config import FitConfig
+    from rapidinr.encoding.fit import fit
 
     result = fit(photos, spec.arch, FitConfig(steps=40, lr=3e-3, max_refits=0), progress=False)
     again = psnr(photos, INRSet(result.params, spec.arch, 16, 16).decode())

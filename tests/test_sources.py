@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from rapidinr import UserError
-from rapidinr.data import DEFAULT_DIR, FASHION_CLASSES, load_source, parse_size
+from rapidinr.sources.datasets import DEFAULT_DIR, FASHION_CLASSES, load_source, parse_size
 
 
 def test_embedded_default_has_train_and_test_with_labels():

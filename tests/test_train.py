@@ -8,9 +8,9 @@ import torch
 
 from rapidinr import encode
 from rapidinr.cli import main
-from rapidinr.data import load_default
-from rapidinr.models import resnet18
-from rapidinr.train import TrainConfig, TrainData, run_training
+from rapidinr.sources.datasets import load_default
+from rapidinr.training.loop import TrainConfig, TrainData, run_training
+from rapidinr.training.models import resnet18
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_train_cli_unlabelled_rinr(tiny_images, tmp_path, capsys):
 
 
 def test_train_cli_dali_missing_says_how_to_install(monkeypatch, capsys):
-    import rapidinr.loaders as loaders
+    import rapidinr.training.loaders as loaders
 
     monkeypatch.setattr(loaders, "dali_available", lambda: False)
     assert main(["train", "--data", "default", "--pipeline", "dali", "--epochs", "1"]) == 2
@@ -103,7 +103,7 @@ def test_train_cli_dali_missing_says_how_to_install(monkeypatch, capsys):
 
 
 def test_bench_pipelines_grid_and_figures(tmp_path):
-    from rapidinr.figures.training import pipeline_table, save_figures
+    from rapidinr.study.figures.training import pipeline_table, save_figures
 
     out = tmp_path / "grid.json"
     code = main(["bench", "pipelines", "--data", "default@8x8", "--pipelines", "inr,tensor,jpeg,dali,nvjpeg",

@@ -6,8 +6,9 @@ import torch
 
 pytest.importorskip("ipywidgets")
 
-from rapidinr import encode, search, widgets  # noqa: E402
-from rapidinr.errors import UserError  # noqa: E402
+from rapidinr import encode  # noqa: E402
+from rapidinr.core.errors import UserError  # noqa: E402
+from rapidinr.study import search, widgets  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def test_core_does_not_import_ipywidgets():
     import subprocess
     import sys
 
-    code = ("import sys, rapidinr, rapidinr.search, rapidinr.figures, rapidinr.figures.search, rapidinr.cli; "
+    code = ("import sys, rapidinr, rapidinr.study.search, rapidinr.study.figures, rapidinr.study.figures.search, rapidinr.cli; "
             "print('ipywidgets' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -130,8 +131,8 @@ def test_init_race_follows_the_slider_and_keeps_an_image_that_left_early():
 
 
 def test_fit_candidates_plot_marks_the_chosen_pair():
-    from rapidinr.meta import resolve_init
-    from rapidinr.config import Arch
+    from rapidinr.core.config import Arch
+    from rapidinr.encoding.learned_init import resolve_init
 
     fit_info = resolve_init("learned", Arch.parse("3x15", 1), 32, 32).info["fit"]
     fig = widgets.render_fit_candidates(fit_info)

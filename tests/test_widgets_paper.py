@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from rapidinr import widgets  # noqa: E402
-from rapidinr.config import Arch  # noqa: E402
-from rapidinr.figures import producers, samples, write_figures  # noqa: E402
-from rapidinr.figures.training import pipeline_rows  # noqa: E402
+from rapidinr.core.config import Arch  # noqa: E402
+from rapidinr.study import widgets  # noqa: E402
+from rapidinr.study.figures import producers, samples, write_figures  # noqa: E402
+from rapidinr.study.figures.training import pipeline_rows  # noqa: E402
 
 PAPER_FIGS = ["fig3_rate_distortion", "fig4_weights", "fig6_residuals", "fig7_accuracy", "fig8_training_time"]
 TINY = samples.SampleSettings(images=3, size=12, arch="2x8", steps=25, retrain_steps=10, qualities=(20, 80),
@@ -24,8 +24,6 @@ ACCURACY_DOC = {"settings": {"images": 8, "epochs": 1}, "results": {"variants": 
 PIPELINES_DOC = {"results": {"sizes": {"28x28": {"runs": {
     name: {"epoch": {"wall_s": wall, "data_s": data, "step_s": wall - data}, "test_accuracy": 0.1}
     for name, wall, data in (("inr", 6.0, 0.5), ("tensor", 5.0, 0.1), ("jpeg-1w", 8.0, 3.0))}}}}}
-
-
 
 
 @pytest.fixture
@@ -156,9 +154,9 @@ def test_paper_notebook_bad_parameter_reads_as_one_line(name, bad, monkeypatch):
     import copy
 
     import nbformat
+    from nbclient.exceptions import CellExecutionError
 
     from tests.test_notebooks import NOTEBOOK_DIR, _execute, _first_code_cell
-    from nbclient.exceptions import CellExecutionError
 
     nb = copy.deepcopy(nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4))
     nb.cells.insert(nb.cells.index(_first_code_cell(nb)) + 1, nbformat.v4.new_code_cell(bad))

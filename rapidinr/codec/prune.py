@@ -1,0 +1,275 @@
+"""Pruning masks for stacked SIREN weights: L1-unstructured masks and PSNR-driven dynamic ratios.
+
+The paper (Sec. IV-A) prunes in two rounds after the full-precision fit:
+- round 2, *iterative*: L1-unstructured pruning of a fixed share (20%) of each image's weights,
+  then retraining at a lower rate with the mask applied (skipped for small images such as CIFAR);
+- round 3, *dynamic*: each image's pruning ratio comes from its PSNR through a piecewise-linear
+  schedule (Eq. 2 for CIFAR-10, Eq. 3/4 for 102flowers and Mini-ImageNet), then retraining.
+
+A ratio is the share of an image's *weights* (the matrices, not the biases) that is zero.
+``scope="layer"`` prunes every weight matrix by that ratio on its own, as
+``torch.nn.utils.prune.l1_unstructured`` does module by module; ``scope="image"`` ranks all of
+an image's weights together. The dynamic ratio is the *total* ratio: weights pruned in round 2
+stay pruned, and round 3 only adds to them (Eq. 3's floor of 0.2 equals round 2's ratio).
+
+Masks are float (N, P) tensors of 0/1 over all P parameters; biases are always 1.
+:func:`pack_mask`/:func:`unpack_mask` give the file's mask coding: a bitmask or a list of the
+zero positions, whichever is smaller.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rapidinr.core.config import Arch
+from rapidinr.core.errors import UserError
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A piecewise-linear map from PSNR (dB) to a pruning ratio, constant outside its knots.
+
+    ``knots`` are (psnr, ratio) pairs with strictly increasing PSNR and ratios in [0, 1).
+    """
+
+    knots: tuple[tuple[float, float], ...]
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        knots = tuple((float(p), float(r)) for p, r in self.knots)
+        object.__setattr__(self, "knots", knots)
+        if not knots:
+            raise UserError("--dynamic-prune: a schedule needs at least one PSNR:RATIO knot")
+        for psnr, ratio in knots:
+            if not (math.isfinite(psnr) and 0 < psnr < 200):
+                raise UserError(f"--dynamic-prune: PSNR {psnr} is not in (0, 200) dB")
+            check_ratio(ratio, "--dynamic-prune")
+        if any(b[0] <= a[0] for a, b in zip(knots, knots[1:])):
+            raise UserError("--dynamic-prune: a schedule is piecewise-linear over PSNR, so its knots' "
+                            f"PSNRs must strictly increase; got {format_schedule(knots)}")
+
+    def ratio(self, psnr: torch.Tensor) -> torch.Tensor:
+        """Pruning ratio of every image from its PSNR (N,) → (N,) float."""
+        psnr = torch.as_tensor(psnr, dtype=torch.float64).nan_to_num(nan=-math.inf)
+        xs = torch.tensor([k[0] for k in self.knots], dtype=torch.float64)
+        ys = torch.tensor([k[1] for k in self.knots], dtype=torch.float64)
+        out = torch.full_like(psnr, ys[0].item())
+        for i in range(len(self.knots) - 1):
+            inside = (psnr >= xs[i]) & (psnr <= xs[i + 1])
+            t = (psnr - xs[i]) / (xs[i + 1] - xs[i])
+            out = torch.where(inside, ys[i] + t * (ys[i + 1] - ys[i]), out)
+        out = torch.where(psnr > xs[-1], ys[-1], out)
+        return out.float()
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "knots": [list(k) for k in self.knots]}
+
+
+def format_schedule(knots) -> str:
+    return ",".join(f"{p:g}:{r:g}" for p, r in knots)
+
+
+def check_ratio(ratio: float, option: str = "--prune-l1") -> float:
+    """A pruning ratio must be a number in [0, 1) (1 would leave no weights at all)."""
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and 0 <= ratio < 1):
+        raise UserError(f"{option}: a pruning ratio must be in [0, 1), got {ratio}")
+    return float(ratio)
+
+
+# Paper Eq. 2 (CIFAR-10): 0 below 30 dB, 0.05·PSNR − 1.5 on [30, 35], 0.25 above.
+# Eq. 3 (102flowers) and Eq. 4 (Mini-ImageNet) are the same: 0.2 below 35 dB, 0.04·PSNR − 1.2
+# on [35, 40], 0.4 above.
+PRESETS = {
+    "cifar10": Schedule(((30.0, 0.0), (35.0, 0.25)), "cifar10"),
+    "flowers102": Schedule(((35.0, 0.2), (40.0, 0.4)), "flowers102"),
+    "mini-imagenet": Schedule(((35.0, 0.2), (40.0, 0.4)), "mini-imagenet"),
+}
+
+
+def parse_schedule(text: str) -> Schedule:
+    """A preset name (cifar10, flowers102, mini-imagenet) or knots ``PSNR:RATIO,PSNR:RATIO,...``."""
+    text = str(text).strip()
+    if text in PRESETS:
+        return PRESETS[text]
+    knots = []
+    for part in text.split(","):
+        pieces = part.split(":")
+        try:
+            if len(pieces) != 2:
+                raise ValueError
+            knots.append((float(pieces[0]), float(pieces[1])))
+        except ValueError:
+            raise UserError(f"--dynamic-prune: expected a preset ({', '.join(PRESETS)}) or knots "
+                            f"PSNR:RATIO,PSNR:RATIO (e.g. 30:0,35:0.25), got {text!r}") from None
+    return Schedule(tuple(knots))
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Rounds 2 and 3 of the paper's pipeline (Sec. IV-A, VI-A). A round with nothing to do is skipped."""
+
+    l1_ratio: float = 0.0  # round 2: share of each image's weights pruned (paper 0.2; 0 skips it)
+    l1_min_side: int = 0  # round 2 runs only for images at least this many pixels a side
+    #                       (the paper skips it for 32×32 CIFAR-10: set e.g. 64)
+    schedule: Schedule | None = None  # round 3: PSNR → total ratio (None skips it)
+    scope: str = "image"  # "image": all of an image's weights ranked together; "layer": each matrix alone
+    retrain_steps: int = 10000  # Adam steps after each pruning round (paper 10000)
+    retrain_lr: float = 2e-4  # peak rate of the retraining rounds (paper 2e-4), cosine-decayed
+
+    def __post_init__(self) -> None:
+        check_ratio(self.l1_ratio, "--prune-l1")
+        if self.scope not in ("layer", "image"):
+            raise UserError(f"--prune-scope: expected layer or image, got {self.scope!r}")
+        if self.retrain_steps < 1:
+            raise UserError(f"--retrain-steps must be >= 1, got {self.retrain_steps}")
+        if not (0 < self.retrain_lr < 1):
+            raise UserError(f"--retrain-lr must be in (0, 1), got {self.retrain_lr}")
+        if self.l1_min_side < 0:
+            raise UserError(f"--prune-l1-min-side must be >= 0, got {self.l1_min_side}")
+
+    def runs_l1(self, height: int, width: int) -> bool:
+        return self.l1_ratio > 0 and min(height, width) >= self.l1_min_side
+
+    @property
+    def active(self) -> bool:
+        return self.l1_ratio > 0 or self.schedule is not None
+
+    def to_json(self) -> dict:
+        return {"l1_ratio": self.l1_ratio, "l1_min_side": self.l1_min_side, "scope": self.scope,
+                "schedule": self.schedule.to_json() if self.schedule else None,
+                "retrain_steps": self.retrain_steps, "retrain_lr": self.retrain_lr}
+
+
+def weight_positions(arch: Arch) -> list[torch.Tensor]:
+    """Flat positions (into P) of every layer's weight matrix, first layer to output layer."""
+    out, offset = [], 0
+    for fan_in, fan_out in arch.layer_shapes():
+        out.append(torch.arange(offset, offset + fan_in * fan_out))
+        offset += fan_in * fan_out + fan_out
+    return out
+
+
+def l1_mask(params: torch.Tensor, arch: Arch, ratio, scope: str = "image",
+            mask: torch.Tensor | None = None) -> torch.Tensor:
+    """0/1 mask (N, P) zeroing the smallest-magnitude weights of each image.
+
+    ratio: a float or per-image (N,) total share of weights to prune; ``mask`` (N, P): weights
+    already pruned, which stay pruned (the new mask never revives one). Biases are kept.
+    """
+    n = params.shape[0]
+    ratio = torch.as_tensor(ratio, dtype=torch.float64).expand(n).cpu()
+    out = torch.ones_like(params) if mask is None else mask.clone().to(params)
+    groups = weight_positions(arch) if scope == "layer" else [torch.cat(weight_positions(arch))]
+    for positions in groups:
+        positions = positions.to(params.device)
+        mags = params[:, positions].abs()  # (N, G)
+        mags = mags.masked_fill(out[:, positions] == 0, -1.0)  # already pruned sort first
+        # Per image: prune the k smallest, k = round(ratio * G); rounding as torch's prune does.
+        k = (ratio * positions.numel()).round().long().to(params.device)  # (N,)
+        order = mags.argsort(dim=1, stable=True)  # (N, G) ascending
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(positions.numel(), device=params.device).expand(n, -1))
+        pruned = (rank < k[:, None]) | (out[:, positions] == 0)  # (N, G)
+        out[:, positions] = (~pruned).to(out.dtype)
+    return out
+
+
+def weight_sparsity(mask_or_params: torch.Tensor, arch: Arch) -> torch.Tensor:
+    """Share of each image's weights (not biases) that is zero. (N,)"""
+    positions = torch.cat(weight_positions(arch)).to(mask_or_params.device)
+    return (mask_or_params[:, positions] == 0).float().mean(dim=1)
+
+
+# -- the file's mask coding -----------------------------------------------------------------------
+def pack_mask(nonzero: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]]:
+    """Code a bool (N, P) nonzero-pattern as compactly as the simple choices allow.
+
+    "none": nothing is zero (0 bytes); "bitmask": N·ceil(P/8) bytes; "zero-index": the zero
+    positions of each image as int16 (P < 32768) plus an int16 count per image; "riceK": the gaps
+    between consecutive zeros of the whole set, Golomb-Rice coded with parameter K (a near-optimal
+    code for the geometric gaps of a random mask: about 40% under the bitmask at 15% sparsity).
+    The smallest wins.
+    """
+    n, p = nonzero.shape
+    zeros = (~nonzero).sum(dim=1)  # (N,)
+    if int(zeros.sum()) == 0:
+        return "none", {}
+    index_bytes = 2 * int(zeros.sum()) + 2 * n
+    bitmask_bytes = n * ((p + 7) // 8)
+    k, unary, remainders = _rice_encode(nonzero)
+    if unary.numel() + remainders.numel() < min(bitmask_bytes, index_bytes if p < 32768 else bitmask_bytes):
+        return f"rice{k}", {"mask_unary": unary, "mask_remainders": remainders}
+    if p < 32768 and index_bytes < bitmask_bytes:
+        positions = (~nonzero).nonzero()[:, 1]  # row-major: image by image, ascending
+        return "zero-index", {"mask_index": positions.to(torch.int16).cpu(),
+                              "mask_counts": zeros.to(torch.int16).cpu()}
+    padded = torch.zeros(n, (p + 7) // 8 * 8, dtype=torch.uint8)
+    padded[:, :p] = nonzero.cpu().to(torch.uint8)
+    weights = (2 ** torch.arange(8, dtype=torch.uint8))  # bit i of each byte = position 8j + i
+    bits = (padded.view(n, -1, 8) * weights).sum(dim=2, dtype=torch.uint8)  # (N, ceil(P/8))
+    return "bitmask", {"mask_bits": bits}
+
+
+def unpack_mask(coding: str, tensors: dict[str, torch.Tensor], n: int, p: int, path="") -> torch.Tensor:
+    """Inverse of :func:`pack_mask` → bool (N, P); a malformed coding is a clear error."""
+    if coding == "none":
+        return torch.ones(n, p, dtype=torch.bool)
+    if coding == "bitmask":
+        bits = tensors.get("mask_bits")
+        if bits is None or bits.dtype != torch.uint8 or tuple(bits.shape) != (n, (p + 7) // 8):
+            raise UserError(f"{path}: pruning bitmask missing or malformed")
+        unpacked = (bits[:, :, None] >> torch.arange(8, dtype=torch.uint8)) & 1  # (N, ceil(P/8), 8)
+        return unpacked.reshape(n, -1)[:, :p].bool()
+    if coding == "zero-index":
+        index, counts = tensors.get("mask_index"), tensors.get("mask_counts")
+        if (index is None or counts is None or index.dtype != torch.int16 or counts.dtype != torch.int16
+                or index.dim() != 1 or tuple(counts.shape) != (n,)):
+            raise UserError(f"{path}: pruning index missing or malformed")
+        counts = counts.to(torch.int64)
+        positions = index.to(torch.int64)
+        if (int(counts.sum()) != positions.numel() or (n and int(counts.min()) < 0)
+                or (positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= p))):
+            raise UserError(f"{path}: pruning index does not match the weights")
+        rows = torch.repeat_interleave(torch.arange(n), counts)
+        out = torch.ones(n, p, dtype=torch.bool)
+        out[rows, positions] = False
+        return out
+    if isinstance(coding, str) and coding.startswith("rice") and coding[4:].isdigit() and int(coding[4:]) < 32:
+        return _rice_decode(int(coding[4:]), tensors.get("mask_unary"), tensors.get("mask_remainders"), n, p, path)
+    raise UserError(f"{path}: unknown mask coding {coding!r}")
+
+
+def _rice_encode(nonzero: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """Golomb-Rice code of the gaps between zeros of the flattened (N, P) pattern, in two streams:
+    the quotients in unary (q ones, then a zero; padded with ones) and the K-bit remainders."""
+    zeros = np.flatnonzero(~nonzero.cpu().numpy().reshape(-1))  # (Z,) ascending
+    gaps = np.diff(zeros, prepend=-1) - 1  # ones before each zero, >= 0
+    costs = [int((gaps >> k).sum()) + len(gaps) * (1 + k) for k in range(24)]
+    k = int(np.argmin(costs))
+    quotients, remainders = gaps >> k, gaps & ((1 << k) - 1)
+    unary = np.ones(int(quotients.sum()) + len(gaps), dtype=np.uint8)
+    unary[np.cumsum(quotients + 1) - 1] = 0
+    unary = np.concatenate([unary, np.ones(-len(unary) % 8, dtype=np.uint8)])
+    bits = ((remainders[:, None] >> np.arange(k - 1, -1, -1)) & 1).astype(np.uint8).reshape(-1)
+    return k, torch.from_numpy(np.packbits(unary)), torch.from_numpy(np.packbits(bits))
+
+
+def _rice_decode(k: int, unary, remainders, n: int, p: int, path) -> torch.Tensor:
+    if unary is None or remainders is None or unary.dtype != torch.uint8 or remainders.dtype != torch.uint8:
+        raise UserError(f"{path}: pruning mask (rice) missing or malformed")
+    ends = np.flatnonzero(np.unpackbits(unary.numpy()) == 0)  # (Z,) the end of every code
+    count = len(ends)
+    if remainders.numel() != (count * k + 7) // 8:
+        raise UserError(f"{path}: pruning mask (rice) does not match its remainders")
+    quotients = np.diff(ends, prepend=-1) - 1
+    bits = np.unpackbits(remainders.numpy())[: count * k].reshape(count, k).astype(np.int64)
+    gaps = (quotients.astype(np.int64) << k) | (bits @ (1 << np.arange(k - 1, -1, -1, dtype=np.int64)))
+    zeros = np.cumsum(gaps + 1) - 1
+    if count and zeros[-1] >= n * p:
+        raise UserError(f"{path}: pruning mask (rice) does not match the weights")
+    out = np.ones(n * p, dtype=bool)
+    out[zeros] = False
+    return torch.from_numpy(out).reshape(n, p)

@@ -1,0 +1,292 @@
+"""How a set's weights are held on a device and in the file.
+
+A store keeps the (N, P) weight matrix in some compact form and hands out float32 rows for a
+batch of images (``gather``). :class:`DenseStore` is plain float32; compressed stores (pruned,
+quantized) implement the same four methods, so :class:`~rapidinr.codec.inrset.INRSet` and the loaders
+never care how weights are kept.
+"""
+from __future__ import annotations
+
+import torch
+
+from rapidinr.codec.prune import pack_mask, unpack_mask, weight_positions
+from rapidinr.codec.quantize import CODE_DTYPES, Layout, dequantize, quantize
+from rapidinr.core.config import Arch
+from rapidinr.core.errors import UserError
+
+
+class DenseStore:
+    """Weights as one float32 (N, P) matrix."""
+
+    encoding = "dense-f32"
+
+    def __init__(self, params: torch.Tensor):
+        self.params = params.float()  # (N, P)
+
+    def __len__(self) -> int:
+        return self.params.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.params.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this store occupies on its device."""
+        return self.params.numel() * self.params.element_size()
+
+    def to(self, device) -> "DenseStore":
+        return DenseStore(self.params.to(device))  # one transfer
+
+    def gather(self, indices: torch.Tensor) -> torch.Tensor:
+        """float32 weights of the images at ``indices`` (B,) → (B, P)."""
+        return self.params.index_select(0, indices)
+
+    def dense(self) -> torch.Tensor:
+        return self.params
+
+    def sparsity(self) -> float:
+        return float((self.params == 0).float().mean()) if self.params.numel() else 0.0
+
+    def header(self) -> dict:
+        return {"param_encoding": self.encoding, "quant_bits": 32, "quant_layers": "none",
+                "sparsity": round(self.sparsity(), 6)}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"params": self.params}
+
+    @classmethod
+    def from_tensors(cls, path, tensors: dict, header: dict, n: int, p: int) -> "DenseStore":
+        params = tensors.get("params")
+        if params is None or params.dtype != torch.float32 or tuple(params.shape) != (n, p):
+            raise UserError(f"{path}: weights missing or not float32 ({n}, {p})")
+        if not torch.isfinite(params).all():
+            raise UserError(f"{path}: weights contain NaN or infinity")
+        return cls(params)
+
+
+STORES = {DenseStore.encoding: DenseStore}
+
+
+def store_from_tensors(path, tensors: dict, header: dict, n: int, p: int):
+    """Rebuild the store a file was written with, from its ``param_encoding``."""
+    kind = STORES.get(header.get("param_encoding"))
+    if kind is None:
+        raise UserError(f"{path}: unknown weight encoding {header.get('param_encoding')!r}")
+    return kind.from_tensors(path, tensors, header, n, p)
+
+
+# -- compressed weights (pruned and/or quantized): see prune.py and quantize.py ---------------------
+_ST_DTYPES = {torch.int8: "I8", torch.int16: "I16", torch.float32: "F32", torch.uint8: "U8"}
+_ST_BACK = {v: k for k, v in _ST_DTYPES.items()}
+
+
+def _shuffle(raw: bytes, width: int) -> bytes:
+    """Byte planes of fixed-width numbers (all first bytes, then all second...): helps zstd."""
+    if width == 1 or not raw:
+        return raw
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, width).t().contiguous().numpy().tobytes()
+
+
+def _unshuffle(raw: bytes, width: int) -> bytes:
+    if width == 1 or not raw:
+        return raw
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(width, -1).t().contiguous().numpy().tobytes()
+
+
+class PackedStore:
+    """Pruned and/or quantized weights: on the device, dense integer codes of the quantized layers
+    (int8 stays int8 until a batch is gathered), per-image per-tensor scales and float32 layers;
+    in the file, only the nonzero values plus the mask of the weight matrices (bitmask, zero index
+    or Golomb-Rice coded gaps, whichever is smallest: ``prune.pack_mask``), optionally through zstd
+    (byte planes shuffled first, so float exponents compress).
+
+    ``gather`` dequantizes with :func:`rapidinr.codec.quantize.dequantize`, so a loaded file decodes
+    exactly as a :class:`DenseStore` holding the dequantized weights.
+    """
+
+    encoding = "packed-v1"
+
+    def __init__(self, codes, wide, scales, full, arch, bits: int, layers: str, bias_bits: int | None = None,
+                 lossless: str | None = None):
+        self.layout = Layout(arch, layers, bits, bias_bits).to(codes.device)
+        self.arch, self.lossless = arch, lossless
+        self.codes = codes  # (N, Q) int8/int16 at ``bits`` (empty when nothing is quantized)
+        self.wide = wide  # (N, R) int16: biases kept at 16 bits beside 8-bit weights (else empty)
+        self.scales = scales.float()  # (N, S) float32
+        self.full = full.float()  # (N, F) float32
+        self._packed = None
+
+    @property
+    def bits(self) -> int:
+        return self.layout.bits
+
+    @classmethod
+    def from_params(cls, params: torch.Tensor, arch, bits: int = 32, layers: str = "hidden",
+                    lossless: str | None = None, bias_bits: int | None = None) -> "PackedStore":
+        """Pack float (N, P) weights: ``bits`` 8/16 quantizes ``layers`` (their biases at ``bias_bits``,
+        default ``bits``); 32 keeps floats (pruning only)."""
+        if lossless not in (None, "zstd"):
+            raise UserError(f"--lossless: expected zstd or none, got {lossless!r}")
+        layers, bias_bits = ("none", None) if bits == 32 else (layers, bias_bits)
+        layout = Layout(arch, layers, bits, bias_bits)
+        return cls(*quantize(params, layout), arch, bits, layers, bias_bits, lossless)
+
+    def __len__(self) -> int:
+        return self.codes.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.codes.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on the device: codes at their width, scales, float layers and the layout index."""
+        tensors = (self.codes, self.wide, self.scales, self.full, *self.layout.index_tensors())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def to(self, device) -> "PackedStore":
+        return PackedStore(self.codes.to(device), self.wide.to(device), self.scales.to(device), self.full.to(device),
+                           self.arch, self.layout.bits, self.layout.layers, self.layout.bias_bits, self.lossless)
+
+    def gather(self, indices: torch.Tensor) -> torch.Tensor:
+        """float32 weights of the images at ``indices`` (B,) → (B, P), dequantized here."""
+        return dequantize(self.codes.index_select(0, indices), self.wide.index_select(0, indices),
+                          self.scales.index_select(0, indices), self.full.index_select(0, indices), self.layout)
+
+    def dense(self) -> torch.Tensor:
+        return self.gather(torch.arange(len(self), device=self.device))
+
+    def _nonzero(self) -> torch.Tensor:
+        """bool (N, P): which parameters are not zero."""
+        out = torch.ones(len(self), self.layout.n_params, dtype=torch.bool, device=self.device)
+        out[:, self.layout.quantized] = self.codes != 0
+        out[:, self.layout.wide] = self.wide != 0
+        out[:, self.layout.full] = self.full != 0
+        return out
+
+    def sparsity(self) -> float:
+        total = len(self) * self.layout.n_params
+        return float((~self._nonzero()).sum()) / total if total else 0.0
+
+    def _pack(self) -> tuple[dict, dict]:
+        """(header fields, file tensors), computed once."""
+        if self._packed is None:
+            maskable = _maskable(self.arch)
+            stored = torch.ones(len(self), self.layout.n_params, dtype=torch.bool)  # biases: always stored
+            stored[:, maskable] = self._nonzero().cpu()[:, maskable]
+            coding, tensors = pack_mask(stored[:, maskable])
+            layout = self.layout.to("cpu")
+            tensors["codes"] = self.codes.cpu()[stored[:, layout.quantized]]  # (K_q,) image-major
+            tensors["wide"] = self.wide.cpu()[stored[:, layout.wide]]  # (K_r,)
+            tensors["values"] = self.full.cpu()[stored[:, layout.full]]  # (K_f,)
+            tensors["scales"] = self.scales.cpu()
+            head = {"mask_coding": coding, "lossless": self.lossless or "none",
+                    "quant_bias_bits": self.layout.bias_bits}
+            if self.lossless == "zstd":
+                import zstandard
+
+                table, blob = [], b""
+                for name in sorted(tensors):
+                    t = tensors[name].contiguous()
+                    raw = _shuffle(t.numpy().tobytes(), t.element_size())
+                    table.append([name, _ST_DTYPES[t.dtype], list(t.shape), len(raw)])
+                    blob += raw
+                packed = zstandard.ZstdCompressor(level=19).compress(blob)
+                tensors = {"zstd": torch.frombuffer(bytearray(packed), dtype=torch.uint8)}
+                head["packed"] = table
+            self._packed = (head, tensors)
+        return self._packed
+
+    def header(self) -> dict:
+        return {"param_encoding": self.encoding, "quant_bits": self.layout.bits, "quant_layers": self.layout.layers,
+                "sparsity": round(self.sparsity(), 6), **self._pack()[0]}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self._pack()[1])
+
+    @classmethod
+    def from_tensors(cls, path, tensors: dict, header: dict, n: int, p: int) -> "PackedStore":
+        bits, layers, lossless = header.get("quant_bits"), header.get("quant_layers"), header.get("lossless")
+        bias_bits = header.get("quant_bias_bits")
+        if (bits not in (8, 16, 32) or layers not in (("none",) if bits == 32 else ("hidden", "all"))
+                or bias_bits not in (8, 16, 32) or bias_bits < bits):
+            raise UserError(f"{path}: quant_bits/quant_layers/quant_bias_bits malformed ({bits!r}, {layers!r}, "
+                            f"{bias_bits!r})")
+        try:
+            arch = Arch.from_json(header["arch"])
+        except (KeyError, TypeError, ValueError, UserError):
+            raise UserError(f"{path}: header field 'arch' is missing or invalid") from None
+        if lossless == "zstd":
+            tensors = _unzip(path, tensors, header.get("packed"))
+        elif lossless != "none":
+            raise UserError(f"{path}: unknown lossless stage {lossless!r}")
+        layout = Layout(arch, layers, bits, None if bits == 32 else bias_bits)
+        maskable = _maskable(arch)
+        stored = torch.ones(n, p, dtype=torch.bool)
+        stored[:, maskable] = unpack_mask(header.get("mask_coding"), tensors, n, maskable.numel(), path)
+        parts = {}
+        for name, positions, dtype, limit in [
+                ("codes", layout.quantized, CODE_DTYPES.get(bits, torch.int8), 2 ** (min(bits, 16) - 1) - 1),
+                ("wide", layout.wide, torch.int16, 2**15 - 1), ("values", layout.full, torch.float32, None)]:
+            flat, where = tensors.get(name), stored[:, positions]
+            if flat is None or flat.dtype != dtype or tuple(flat.shape) != (int(where.sum()),):
+                raise UserError(f"{path}: compressed weights missing or malformed ({name})")
+            if limit is not None and flat.numel() and int(flat.to(torch.int32).abs().max()) > limit:
+                raise UserError(f"{path}: quantized codes out of range")
+            if limit is None and not torch.isfinite(flat).all():
+                raise UserError(f"{path}: weights contain NaN or infinity")
+            parts[name] = torch.zeros(n, positions.numel(), dtype=dtype)
+            parts[name][where] = flat
+        scales = tensors.get("scales")
+        if scales is None or scales.dtype != torch.float32 or tuple(scales.shape) != (n, layout.groups):
+            raise UserError(f"{path}: quantization scales missing or malformed")
+        if not (torch.isfinite(scales).all() and (scales >= 0).all()):
+            raise UserError(f"{path}: quantization scales are not finite and non-negative")
+        return cls(parts["codes"], parts["wide"], scales, parts["values"], arch, bits, layers,
+                   None if bits == 32 else bias_bits, None if lossless == "none" else lossless)
+
+
+def _maskable(arch) -> torch.Tensor:
+    """Positions the file's mask covers: the weight matrices (biases are stored as they are)."""
+    return torch.cat(weight_positions(arch))
+
+
+def _unzip(path, tensors: dict, table) -> dict:
+    """Undo the zstd stage: one uint8 blob → the named tensors its table lists."""
+    blob = tensors.get("zstd")
+    if blob is None or blob.dtype != torch.uint8 or not isinstance(table, list):
+        raise UserError(f"{path}: zstd payload missing or malformed")
+    try:
+        import zstandard
+    except ImportError:
+        raise UserError(f"{path}: written with the zstd stage; install zstandard to read it") from None
+    try:
+        total = sum(int(entry[3]) for entry in table)
+        if not 0 <= total <= 1024 * blob.numel() + (64 << 20):  # a zstd bomb, not shuffled weights
+            raise ValueError(total)
+        raw = zstandard.ZstdDecompressor().decompress(blob.numpy().tobytes(), max_output_size=total)
+    except (zstandard.ZstdError, TypeError, ValueError, IndexError, KeyError, OverflowError):
+        raise UserError(f"{path}: zstd payload is corrupt") from None
+    out, offset = {}, 0
+    for entry in table:
+        try:
+            name, dtype, shape, size = str(entry[0]), _ST_BACK[entry[1]], [int(s) for s in entry[2]], int(entry[3])
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise UserError(f"{path}: zstd table is malformed") from None
+        width = torch.empty(0, dtype=dtype).element_size()
+        count = 1
+        for s in shape:
+            count *= s
+        if size != count * width or offset + size > len(raw) or min(shape, default=0) < 0:
+            raise UserError(f"{path}: zstd table does not match its payload")
+        chunk = _unshuffle(raw[offset : offset + size], width)
+        out[name] = (torch.frombuffer(bytearray(chunk), dtype=dtype).reshape(shape) if size
+                     else torch.zeros(shape, dtype=dtype))
+        offset += size
+    if offset != len(raw):
+        raise UserError(f"{path}: zstd table does not match its payload")
+    return out
+
+
+STORES[PackedStore.encoding] = PackedStore

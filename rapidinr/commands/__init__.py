@@ -1,1 +1,0 @@
-"""One module per `rapidinr` verb, each with ``add(subparsers)`` that registers it."""

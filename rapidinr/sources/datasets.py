@@ -1,0 +1,244 @@
+"""Image sources: a folder, the embedded default, scikit-image's photos, torchvision datasets.
+
+Every source becomes an :class:`ImageSet`: uint8 images N×C×H×W with labels where it has them.
+Named sources (``NAME`` or ``NAME:ROOT``):
+
+- ``default`` / ``default:test``: the embedded Fashion-MNIST subset in ``data/`` (4,000 train,
+  1,000 test, 28×28 gray), no network;
+- ``samples``: scikit-image's bundled colour photos (mixed sizes: give ``size``);
+- ``samples-crops``: random crops of those photos, ``size`` each (default 32×32), ``limit`` many;
+- ``cifar10:ROOT``, ``flowers102:ROOT``, ``fashion-mnist:ROOT``: torchvision datasets under ROOT
+  (downloaded only when ``download=True``);
+- ``imagefolder:ROOT`` or a plain path: a folder of images, classes from first-level subfolders.
+"""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from rapidinr.core.errors import UserError
+from rapidinr.sources.images import IMAGE_SUFFIXES, read_image, resize_images, stack_images
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DEFAULT_DIR = DATA_DIR / "fashion-mnist"
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+SAMPLE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right",
+                 "immunohistochemistry", "retina", "hubble_deep_field"]
+NAMED = ("default", "samples", "samples-crops", "cifar10", "flowers102", "fashion-mnist", "imagefolder")
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor | None = None  # (N,) int64, or None
+    class_names: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # one per image: a relative path or an id
+    source: str = ""
+    skipped: list[str] = field(default_factory=list)  # "path: reason" for files skipped as bad
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def subset(self, start: int, stop: int) -> "ImageSet":
+        labels = self.labels[start:stop] if self.labels is not None else None
+        return ImageSet(self.images[start:stop], labels, self.class_names, self.names[start:stop],
+                        self.source, self.skipped)
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``HxW`` (or a single ``S`` for S×S) → (H, W); a clear error otherwise."""
+    if text is None:
+        return None
+    parts = str(text).lower().split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        dims = []
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or not all(1 <= d <= 16384 for d in dims):
+        raise UserError(f"--size: expected HxW with 1..16384 pixels a side, got {text!r}")
+    return dims[0], dims[1]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read a (gzipped) IDX file, the MNIST format: a magic number, dimensions, uint8 data."""
+    try:
+        raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise UserError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = raw[4 + 4 * ndim :]
+    if len(body) != int(np.prod(dims)):
+        raise UserError(f"{path}: IDX header says {dims} but holds {len(body)} bytes")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def load_default(split: str = "train", size=None) -> ImageSet:
+    """The embedded Fashion-MNIST subset: 4,000 train or 1,000 test images, 28×28 gray."""
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images = read_idx(DEFAULT_DIR / f"{prefix}-images-idx3-ubyte.gz")  # (N, 28, 28)
+    labels = read_idx(DEFAULT_DIR / f"{prefix}-labels-idx1-ubyte.gz")  # (N,)
+    tensor = resize_images(torch.from_numpy(images.copy())[:, None], size)  # (N, 1, H, W)
+    names = [f"{split}/{i:05d}" for i in range(len(labels))]
+    return ImageSet(tensor, torch.from_numpy(labels.astype(np.int64)), FASHION_CLASSES, names, f"default:{split}")
+
+
+def _sample_photos() -> list[tuple[str, np.ndarray]]:
+    left, right, _ = skdata.stereo_motorcycle()
+    loaders = {"motorcycle_left": lambda: left, "motorcycle_right": lambda: right}
+    photos = []
+    for name in SAMPLE_PHOTOS:
+        array = loaders[name]() if name in loaders else getattr(skdata, name)()
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        photos.append((name, np.ascontiguousarray(array[..., :3]).astype(np.uint8)))
+    return photos
+
+
+def load_samples(size=None) -> ImageSet:
+    """scikit-image's bundled colour photos, resized to ``size`` (they differ in size)."""
+    photos = _sample_photos()
+    arrays = []
+    for name, array in photos:
+        image = Image.fromarray(array)
+        if size is not None:
+            image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+        arrays.append(np.asarray(image))
+    names = [name for name, _ in photos]
+    return ImageSet(stack_images(arrays, [False] * len(arrays), names), None, [], names, "samples")
+
+
+def load_sample_crops(count: int = 256, size=(32, 32), seed: int = 0, downscale: int = 4) -> ImageSet:
+    """``count`` random ``size`` crops of the sample photos, each photo first shrunk ``downscale``×.
+
+    Shrinking first makes a 32×32 crop hold a CIFAR-like amount of detail rather than a flat patch.
+    """
+    rng = np.random.default_rng(seed)
+    shrunk = []
+    for name, array in _sample_photos():
+        image = Image.fromarray(array)
+        w, h = image.width // downscale, image.height // downscale
+        shrunk.append((name, np.asarray(image.resize((w, h), Image.Resampling.BICUBIC))))
+    crops, names = [], []
+    for i in range(count):
+        name, photo = shrunk[i % len(shrunk)]
+        top = int(rng.integers(0, photo.shape[0] - size[0] + 1))
+        left = int(rng.integers(0, photo.shape[1] - size[1] + 1))
+        crops.append(photo[top : top + size[0], left : left + size[1]].transpose(2, 0, 1))
+        names.append(f"{name}@{top},{left}")
+    return ImageSet(torch.from_numpy(np.stack(crops)), None, [], names, f"samples-crops:{size[0]}x{size[1]}")
+
+
+def list_image_files(root: Path) -> list[Path]:
+    """Image files under ``root``, in lexicographic order of their path relative to ``root``."""
+    files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def load_folder(root: Path, size=None, skip_bad: bool = False) -> ImageSet:
+    """A folder of images; where every image lies in a first-level subfolder, that is its class."""
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder")
+    files = list_image_files(root)
+    if not files:
+        raise UserError(f"{root}: no image files found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    arrays, grays, names, skipped = [], [], [], []
+    for path in files:
+        try:
+            array, gray = read_image(path, size)
+        except UserError as err:
+            if not skip_bad:
+                raise
+            skipped.append(str(err))
+            continue
+        arrays.append(array)
+        grays.append(gray)
+        names.append(path.relative_to(root).as_posix())
+    if not arrays:
+        raise UserError(f"{root}: no readable images (skipped {len(skipped)})")
+    images = stack_images(arrays, grays, names)
+    labels, classes = None, []
+    if all("/" in n for n in names):
+        classes = sorted({n.split("/", 1)[0] for n in names})
+        index = {c: i for i, c in enumerate(classes)}
+        labels = torch.tensor([index[n.split("/", 1)[0]] for n in names], dtype=torch.int64)
+    return ImageSet(images, labels, classes, names, f"imagefolder:{root}", skipped)
+
+
+def load_torchvision(name: str, root: Path, split: str, size=None, download: bool = False) -> ImageSet:
+    """CIFAR-10, Flowers102 or FashionMNIST from a local root (torchvision's own readers)."""
+    import torchvision.datasets as tvd  # heavy: importing torchvision costs ~1 s
+
+    train = split == "train"
+    try:
+        if name == "cifar10":
+            ds = tvd.CIFAR10(str(root), train=train, download=download)
+            images = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2)  # (N, 3, 32, 32)
+            labels, classes = torch.tensor(ds.targets), list(ds.classes)
+        elif name == "fashion-mnist":
+            ds = tvd.FashionMNIST(str(root), train=train, download=download)
+            images, labels, classes = ds.data[:, None].clone(), ds.targets.clone(), list(ds.classes)
+        else:
+            ds = tvd.Flowers102(str(root), split=split, download=download)
+            if size is None:
+                raise UserError("flowers102: images differ in size; pass --size HxW (e.g. 224x224)")
+            arrays, grays, labels = [], [], []
+            for path, label in zip(ds._image_files, ds._labels):
+                array, gray = read_image(Path(path), size)
+                arrays.append(array)
+                grays.append(gray)
+                labels.append(label)
+            images = stack_images(arrays, grays, [str(p) for p in ds._image_files])
+            labels, classes = torch.tensor(labels), [str(i) for i in range(102)]
+    except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+        hint = "" if download else " (pass --download to fetch it)"
+        raise UserError(f"{name}:{root}: {str(err).splitlines()[0]}{hint}") from None
+    images = resize_images(images, size)
+    names = [f"{split}/{i:06d}" for i in range(images.shape[0])]
+    return ImageSet(images, labels.long(), classes, names, f"{name}:{root}")
+
+
+def load_source(spec: str, size=None, split: str = "train", download: bool = False,
+                skip_bad: bool = False, limit: int | None = None, seed: int = 0) -> ImageSet:
+    """Resolve a SOURCE string (see the module docstring) into an :class:`ImageSet`."""
+    if split not in ("train", "test"):
+        raise UserError(f"--split must be train or test, got {split!r}")
+    name, _, rest = str(spec).partition(":")
+    if name == "default":
+        out = load_default(rest or split, size) if (rest or split) in ("train", "test") else None
+        if out is None:
+            raise UserError(f"source {spec!r}: use default, default:train or default:test")
+    elif name == "samples":
+        out = load_samples(size)
+    elif name == "samples-crops":
+        out = load_sample_crops(limit or 256, size or (32, 32), seed)
+    elif name in ("cifar10", "flowers102", "fashion-mnist"):
+        if not rest:
+            raise UserError(f"source {spec!r}: give the dataset's root folder, {name}:ROOT")
+        out = load_torchvision(name, Path(rest), split, size, download)
+    elif name == "imagefolder":
+        out = load_folder(Path(rest), size, skip_bad)
+    elif Path(spec).exists():
+        if not Path(spec).is_dir():
+            raise UserError(f"{spec}: SOURCE must be a folder of images or a named source, not a file")
+        out = load_folder(Path(spec), size, skip_bad)
+    else:
+        raise UserError(f"source {spec!r}: no such folder, and not one of {', '.join(NAMED)}")
+    if len(out) == 0:
+        raise UserError(f"source {spec!r}: holds no images")
+    if limit is not None and name != "samples-crops":
+        if limit < 1:
+            raise UserError(f"--limit must be >= 1, got {limit}")
+        out = out.subset(0, limit)
+    return out
