@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
+from rapidinr.codec.measure import measure_weights
 from rapidinr.core import siren
-from rapidinr.core.results import results_document, write_results
-from rapidinr.core.cputime import timed
 from rapidinr.core.config import Arch, FitConfig
-from rapidinr.sources.datasets import load_sample_crops, parse_size
+from rapidinr.core.cputime import timed
+from rapidinr.core.results import results_document, write_results
 from rapidinr.encoding.fit import fit
-from rapidinr.encoding.runner import decoded_psnr
+from rapidinr.sources.datasets import load_sample_crops, parse_size
 from rapidinr.study.reference import fit_loop
 
 RESULTS = Path(__file__).parent / "results"
@@ -77,9 +77,9 @@ def main(argv=None) -> dict:
           f"({arch.n_params} params), {args.steps} Adam steps, lr {args.lr}, {torch.get_num_threads()} thread(s)")
 
     params, traces, b_wall, b_cpu = run_batched(images, arch, cfg, record_at)
-    b_psnr = decoded_psnr(images, params, arch)
+    b_psnr = measure_weights(params, arch, images)
     loop, l_wall, l_cpu = timed(lambda: fit_loop(images[:loop_n], arch, cfg, record_at=record_at))
-    l_psnr = decoded_psnr(images[:loop_n], loop.params, arch)
+    l_psnr = measure_weights(loop.params, arch, images[:loop_n])
 
     n, steps = args.images, args.steps
     rows = {

@@ -30,15 +30,15 @@ from pathlib import Path
 
 import torch
 
+from rapidinr.codec.measure import measure_weights
 from rapidinr.core import siren
-from rapidinr.core.results import results_document, write_results
-from rapidinr.training.timing import synchronize
 from rapidinr.core.config import Arch, FitConfig
-from rapidinr.sources.datasets import load_sample_crops
-from rapidinr.encoding.runner import decoded_psnr
+from rapidinr.core.precision import bfloat16_loss_and_grad
+from rapidinr.core.results import results_document, write_results
 from rapidinr.encoding.fit import fit
 from rapidinr.encoding.learned_init import MetaConfig, meta_learn
-from rapidinr.core.precision import bfloat16_loss_and_grad
+from rapidinr.sources.datasets import load_sample_crops
+from rapidinr.training.timing import synchronize
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("fp32", "tf32", "compile", "bf16")
@@ -74,7 +74,7 @@ def throughput(images, arch, steps, device, name, memory_mb, warmup_steps):
         seconds = time.perf_counter() - began
     rate = result.image_steps / seconds
     return {"image_steps_per_s": rate, "images_per_s_at_2000_steps": rate / 2000, "seconds": seconds,
-            "images": len(images), "steps": steps, "psnr": float(decoded_psnr(images, result.params.to(device), arch).mean())}
+            "images": len(images), "steps": steps, "psnr": float(measure_weights(result.params.to(device), arch, images).mean())}
 
 
 def to_target(images, arch, steps, target, device, init, memory_mb):
@@ -84,7 +84,7 @@ def to_target(images, arch, steps, target, device, init, memory_mb):
                  device=device, init=init, progress=False)
     synchronize(device)
     seconds = time.perf_counter() - began
-    final = decoded_psnr(images, result.params.to(device), arch)
+    final = measure_weights(result.params.to(device), arch, images)
     return {"seconds": seconds, "images_per_s": len(images) / seconds, "image_steps": result.image_steps,
             "reached_train_target": int((result.train_psnr >= target).sum()), "images": len(images),
             "psnr": float(final.mean()), "projected_50k_s": 50_000 * seconds / len(images)}

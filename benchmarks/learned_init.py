@@ -31,14 +31,14 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.core.results import results_document, write_results
-from rapidinr.core.cputime import timed
+from rapidinr.codec.measure import measure_weights
 from rapidinr.core.config import Arch
-from rapidinr.sources.datasets import load_default, load_sample_crops, load_source
+from rapidinr.core.cputime import timed
+from rapidinr.core.results import results_document, write_results
 from rapidinr.encoding.fit import fit
-from rapidinr.encoding.runner import decoded_psnr
 from rapidinr.encoding.init_tuning import REFERENCE, final_psnr, recommend_fit, steps_to_reach, stored_psnr, traced_fit
 from rapidinr.encoding.learned_init import MetaConfig, load_init, meta_learn
+from rapidinr.sources.datasets import load_default, load_sample_crops, load_source
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
     rand_steps = steps_to_reach(rand_trace, targets)
     same_steps = steps_to_reach(same_trace, targets)
     short_steps = steps_to_reach(short_trace, targets)
-    final = {name: decoded_psnr(held_back, r.params, arch) for name, r in
+    final = {name: measure_weights(r.params, arch, held_back) for name, r in
              (("random", rand), ("learned_same_schedule", same), ("learned_recommended", short))}
     # as a .rinr stores them (paper Sec. IV-B, the demo's setting): hidden layers 8-bit, biases 16
     final_8bit = {name: stored_psnr(held_back, r.params, arch) for name, r in

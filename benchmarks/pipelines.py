@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from rapidinr import encode
-from rapidinr.training.augment import AugmentConfig
-from rapidinr.training.timing import Clock
 from rapidinr.core.cputime import cpu_core_seconds
+from rapidinr.core.distributed import from_env
 from rapidinr.core.results import results_document, write_results
 from rapidinr.sources.datasets import load_default
+from rapidinr.training.augment import AugmentConfig
 from rapidinr.training.loop import TrainConfig, TrainData, build_loader, run_training
-from rapidinr.core.distributed import from_env
+from rapidinr.training.timing import Clock
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipelines-cpu.json"
 PIPELINES = [("inr", 0), ("tensor", 0), ("jpeg", 1)]

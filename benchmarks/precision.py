@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.core.results import results_document, write_results
+from rapidinr.codec.measure import measure_weights
 from rapidinr.core.config import Arch, FitConfig
-from rapidinr.sources.datasets import load_sample_crops, load_source
-from rapidinr.encoding.runner import decoded_psnr
+from rapidinr.core.precision import bfloat16_loss_and_grad, emulated_matmul_operands
+from rapidinr.core.results import results_document, write_results
 from rapidinr.encoding.fit import fit
 from rapidinr.encoding.init_tuning import stored_psnr
-from rapidinr.core.precision import bfloat16_loss_and_grad, emulated_matmul_operands
+from rapidinr.sources.datasets import load_sample_crops, load_source
 
 RESULTS = Path(__file__).parent / "results"
 PRECISIONS = {  # name -> the context a fit runs in
@@ -48,14 +48,14 @@ def image_sets(count: int) -> dict[str, torch.Tensor]:
             "photo-crops@32x32": load_sample_crops(count, (32, 32), seed=1).images}
 
 
-def measure(images: torch.Tensor, cfg: FitConfig) -> dict[str, dict[str, float]]:
+def measure_variants(images: torch.Tensor, cfg: FitConfig) -> dict[str, dict[str, float]]:
     """{precision: {psnr, psnr_8bit, delta_db, delta_8bit_db}} for one image set."""
     arch = Arch.parse("3x15", images.shape[1])
     rows = {}
     for name, context in PRECISIONS.items():
         with context():
             result = fit(images, arch, cfg, progress=False)
-        rows[name] = {"psnr": float(decoded_psnr(images, result.params, arch).mean()),
+        rows[name] = {"psnr": float(measure_weights(result.params, arch, images).mean()),
                       "psnr_8bit": float(stored_psnr(images, result.params, arch).mean()),
                       "refits": result.refits}
     for row in rows.values():
@@ -80,7 +80,7 @@ def main(argv=None) -> dict:
     print(f"3x15 SIRENs, {args.steps} steps at lr {cfg.lr:g} from the random init; mean decoded PSNR "
           f"(and with 8-bit hidden layers), difference to fp32")
     for label, images in image_sets(args.images).items():
-        results[label] = rows = measure(images, cfg)
+        results[label] = rows = measure_variants(images, cfg)
         for name, row in rows.items():
             print(f"  {label:<26} {name:<12} {row['psnr']:6.2f} dB ({row['delta_db']:+.2f})   "
                   f"8-bit {row['psnr_8bit']:6.2f} dB ({row['delta_8bit_db']:+.2f})", flush=True)

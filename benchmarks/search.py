@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.study import search
 from rapidinr.core.config import Arch
 from rapidinr.encoding.runner import resolve_device
+from rapidinr.study import search
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from rapidinr import encode
+from rapidinr.core.metrics import psnr as psnr_of
 from rapidinr.core.results import results_document, write_results
 from rapidinr.sources.datasets import load_default
-from rapidinr.core.metrics import psnr as psnr_of
 from rapidinr.training.loop import TrainConfig, TrainData, run_training
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training-accuracy-cpu.json"
@@ -38,9 +38,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "training-accuracy-cpu.j
 def eight_bit(images, inrs, steps: int):
     """The fp32 set with hidden layers quantized to 8 bits, or None when rapidinr.encoding.compress is absent."""
     try:
-        from rapidinr.encoding.compress import CompressConfig, compress
-        from rapidinr.core.config import FitConfig
         from rapidinr.codec.quantize import QuantConfig
+        from rapidinr.core.config import FitConfig
+        from rapidinr.encoding.compress import CompressConfig, compress
     except ImportError:
         return None
     return compress(images, inrs.arch, FitConfig(steps=steps), CompressConfig(quant=QuantConfig(bits=8)),

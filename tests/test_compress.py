@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rapidinr.codec.inrset import INRSet, load
+from rapidinr.codec.measure import measure_weights
 from rapidinr.codec.prune import (
     PRESETS,
     PruneConfig,
@@ -21,7 +22,7 @@ from rapidinr.codec.store import DenseStore, PackedStore
 from rapidinr.core import siren
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
-from rapidinr.encoding.compress import CompressConfig, compress, finetune_quantized, measure
+from rapidinr.encoding.compress import CompressConfig, compress, finetune_quantized
 
 ARCH = Arch.parse("3x15", 3)
 
@@ -209,7 +210,7 @@ def test_three_rounds_keep_pruned_weights_zero_and_quantize():
     sparsity = weight_sparsity(inrs.params, ARCH)
     assert (sparsity >= 0.3 - 2e-3).all()  # the schedule's floor, after retraining
     assert inrs.store.codes.dtype == torch.int8
-    assert torch.allclose(inrs.psnr, measure(inrs.params, ARCH, images, "cpu"))
+    assert torch.allclose(inrs.psnr, measure_weights(inrs.params, ARCH, images, "cpu"))
 
 
 def test_l1_round_is_skipped_for_small_images_when_asked():
@@ -224,9 +225,9 @@ def test_quantization_aware_finetuning_never_hurts():
     params = compress(images, ARCH, FitConfig(steps=80), CompressConfig(), progress=False).params
     quant = QuantConfig(8, "all", finetune_steps=15, finetune_lr=1e-4)
     layout = quant.layout(ARCH)
-    before = measure(fake_quantize(params, layout), ARCH, images, "cpu")
+    before = measure_weights(fake_quantize(params, layout), ARCH, images, "cpu")
     tuned = finetune_quantized(images, params, ARCH, quant, FitConfig(steps=80), "cpu", progress=False)
-    after = measure(fake_quantize(tuned, layout), ARCH, images, "cpu")
+    after = measure_weights(fake_quantize(tuned, layout), ARCH, images, "cpu")
     assert (after >= before - 0.05).all()  # best-kept on the float loss, measured on 8-bit PSNR
     assert (tuned[params == 0] == 0).all()  # pruned weights stay pruned
 

@@ -129,12 +129,6 @@ def test_jpeg_loader(fashion, tmp_path, workers):
     assert err < 0.02  # quality-95 JPEG of the originals
 
 
-def test_jpeg_quality_for_bytes(fashion):
-    data, _ = fashion
-    quality, size = loaders.jpeg_quality_for_bytes(data.images, 600)
-    assert 1 <= quality <= 95 and abs(size - 600) < 150
-
-
 @pytest.mark.skipif(not loaders.dali_available(), reason="NVIDIA DALI not installed")
 def test_dali_loader_cpu_only(fashion, tmp_path):
     data, _ = fashion

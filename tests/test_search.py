@@ -130,7 +130,7 @@ def test_study_rows_summary_and_results_roundtrip(tmp_path, photos):
     assert lines and lines[0].startswith("5a budget 512 B, 10 steps")
     path = search.save_results(tmp_path / "s.json", "fig5a", rows, settings.to_json())
     doc = search.load_results(path)
-    assert doc["results"] == rows and doc["environment"]["torch"] == torch.__version__
+    assert doc["results"] == rows and doc["hardware"]["torch"] == torch.__version__
     with pytest.raises(UserError, match="no such results file"):
         search.load_results(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")

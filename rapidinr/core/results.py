@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -54,14 +56,21 @@ def hardware() -> dict:
     return info
 
 
-def results_document(name: str, description: str, settings: dict, results) -> dict:
-    """The results JSON every benchmark writes (CompressAI-style: name, description, results)."""
+def command() -> str:
+    """The command line that is running (what to type to make the same file again)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else ""
+
+
+def results_document(name: str, description: str, settings: dict, results, **extra) -> dict:
+    """The one results schema (CompressAI-style): name, description, date, command, hardware and
+    versions, settings, results, plus any ``extra`` top-level keys a study adds."""
     return {"name": name, "description": description,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "hardware": hardware(), "settings": settings, "results": results}
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command(),
+            "hardware": hardware(), "settings": settings, "results": results, **extra}
 
 
 def write_results(path: str | Path, document: dict) -> Path:
+    """Write a results document as indented JSON, atomically (parent folders made as needed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, (json.dumps(document, indent=2) + "\n").encode())

@@ -21,13 +21,14 @@ import torch
 from tqdm.auto import tqdm
 
 from rapidinr.codec.inrset import INRSet
+from rapidinr.codec.measure import measure_weights
 from rapidinr.codec.prune import PruneConfig, l1_mask, weight_sparsity
 from rapidinr.codec.quantize import QuantConfig, fake_quantize
 from rapidinr.codec.store import DenseStore, PackedStore
 from rapidinr.core import siren
+from rapidinr.core.adam import BatchedAdam
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
-from rapidinr.core.metrics import psnr as psnr_of
 from rapidinr.encoding.fit import chunk_size_for, cosine_lr, fit, images_to_targets, psnr_from_mse
 
 LOSSLESS = (None, "zstd")
@@ -54,16 +55,8 @@ class CompressConfig:
                 "quant": self.quant.to_json() if self.quant else None, "lossless": self.lossless}
 
 
-def measure(params: torch.Tensor, arch: Arch, images: torch.Tensor, device, batch: int = 1024) -> torch.Tensor:
-    """The one PSNR of every image decoded from float weights (N, P). (N,) on the CPU."""
-    inrs = INRSet(params, arch, images.shape[2], images.shape[3]).to(device)
-    out = [psnr_of(images[s : s + batch], inrs.decode(torch.arange(s, min(s + batch, len(inrs)))).cpu())
-           for s in range(0, len(inrs), batch)]
-    return torch.cat(out) if out else torch.empty(0)
-
-
 def _round(name: str, params, arch, images, device, seconds: float, **extra) -> dict:
-    psnr = measure(params, arch, images, device)
+    psnr = measure_weights(params, arch, images, device)
     return {"round": name, "psnr_mean": float(psnr.mean()) if psnr.numel() else None,
             "weight_sparsity": float(weight_sparsity(params, arch).mean()) if len(params) else 0.0,
             "seconds": round(seconds, 3), **extra, "_psnr": psnr}
@@ -91,13 +84,12 @@ def finetune_quantized(images, params, arch: Arch, quant: QuantConfig, fit_cfg: 
     cfg = dataclasses.replace(fit_cfg, steps=quant.finetune_steps, lr=quant.finetune_lr)
     size = chunk_size_for(arch, h * w, cfg)
     out = params.clone()
-    beta1, beta2 = cfg.betas
     for start in tqdm(range(0, n, size), desc="quant-finetune", disable=not progress):
-        p = params[start : start + size].to(device).clone()  # (b, P)
+        adam = BatchedAdam(params[start : start + size].to(device).clone(), cfg.betas, cfg.eps)  # (b, P)
+        p = adam.params
         mask = (p != 0).float()
         targets = images_to_targets(images[start : start + size]).to(device)  # (b, HW, C)
         best, best_psnr = p.clone(), torch.full((p.shape[0],), -math.inf, device=device)
-        m, v = torch.zeros_like(p), torch.zeros_like(p)
         for step in range(cfg.steps + 1):
             mse, grad = siren.loss_and_grad(fake_quantize(p, layout), arch, coords, targets)
             psnr = psnr_from_mse(mse)  # (b,)
@@ -105,12 +97,7 @@ def finetune_quantized(images, params, arch: Arch, quant: QuantConfig, fit_cfg: 
             best[better], best_psnr[better] = p[better], psnr[better]
             if step == cfg.steps:
                 break
-            t = step + 1
-            grad.mul_(mask)
-            m.lerp_(grad, 1 - beta1)
-            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(cfg.eps)
-            p.addcdiv_(m, denom, value=-cosine_lr(cfg, step, cfg.lr) / (1 - beta1**t)).mul_(mask)
+            adam.step(grad, cosine_lr(cfg, step, cfg.lr), mask)
         out[start : start + size] = best.cpu()
     return out
 

@@ -1,9 +1,9 @@
 """Batched fitting: every image of a chunk fitted at once by one Adam over stacked weights.
 
-Adam is elementwise, so one Adam over the (N, P) parameter matrix is exactly N independent
-Adams, one per image (tested against a per-image ``nn.Module`` loop). The optimizer is written
-out here rather than taken from ``torch.optim`` because its state must shrink with the batch:
-images that reach the target PSNR, or diverge, leave the active batch and stop costing compute.
+One :class:`~rapidinr.core.adam.BatchedAdam` over the chunk's (n, P) weight matrix is exactly n
+independent Adams, one per image (tested against a per-image ``nn.Module`` loop); images that
+reach the target PSNR, or diverge, leave the active batch and stop costing compute. A diverged
+or collapsed image is refitted at a lower rate.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rapidinr.core import siren
+from rapidinr.core.adam import BatchedAdam
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.precision import matmul_precision
 
@@ -72,28 +73,51 @@ def chunk_size_for(arch: Arch, pixels: int, cfg: FitConfig) -> int:
     return max(1, int(cfg.memory_budget_mb * 2**20 / (4 * floats_per_image)))
 
 
-def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=None):
-    """Fit one chunk. targets (n, HW, C); params (n, P) initial weights; mask (n, P) or None.
+@dataclass(frozen=True)
+class ChunkProblem:
+    """What one chunk's fit works on: its targets, grid, network shape, settings and pruning mask."""
+
+    targets: torch.Tensor  # (n, HW, C) on [-1, 1]
+    coords: torch.Tensor  # (HW, 2) pixel centres on [-1, 1]
+    arch: Arch
+    cfg: FitConfig
+    mask: torch.Tensor | None = None  # (n, P) 0/1: pruned weights are zero and stay zero
+
+    def rows(self, rows: torch.Tensor) -> "ChunkProblem":
+        """The same problem for a subset of the chunk's images (rows (k,) indices)."""
+        return ChunkProblem(self.targets[rows], self.coords, self.arch, self.cfg,
+                            self.mask[rows] if self.mask is not None else None)
+
+
+@dataclass
+class ChunkFit:
+    """A chunk's outcome so far: each row's best weights and PSNR, and which rows diverged."""
+
+    best: torch.Tensor  # (n, P) best weights seen
+    best_psnr: torch.Tensor  # (n,) their PSNR (float output)
+    diverged: torch.Tensor  # (n,) bool: NaN, a drop past cfg.divergence_drop_db, or collapsed
+    image_steps: int  # Adam steps run, summed over rows
+
+
+def _fit_chunk(problem: ChunkProblem, params: torch.Tensor, lr: float, progress=None, on_check=None) -> ChunkFit:
+    """Fit one chunk from starting weights ``params`` (n, P) at peak rate ``lr``.
 
     on_check(step, rows (n_active,), psnr (n_active,)): called every ``cfg.check_every`` steps
     with the chunk rows still active and the PSNR of the weights evaluated at that step.
-
-    Returns (best params (n, P), best PSNR (n,), diverged (n,) bool, image-steps run).
     """
+    cfg, arch, coords, tgt, act_mask = problem.cfg, problem.arch, problem.coords, problem.targets, problem.mask
     n = params.shape[0]
     best, best_psnr = params.clone(), torch.full((n,), -math.inf, device=params.device)
     diverged = torch.zeros(n, dtype=torch.bool, device=params.device)
     active = torch.arange(n, device=params.device)  # chunk rows still being fitted
-    p, tgt = params.clone(), targets
-    m, v = torch.zeros_like(p), torch.zeros_like(p)
-    act_mask = mask
-    beta1, beta2 = cfg.betas
+    adam = BatchedAdam(params.clone(), cfg.betas, cfg.eps)
     image_steps = 0
     # Rows that diverged since the last check. They leave the batch at the next check, not at
     # once: testing for them every step would cost a device-to-host sync per step on a GPU.
     # Until then they keep computing, but their best weights no longer change.
     flagged = torch.zeros(n, dtype=torch.bool, device=params.device)
     for step in range(cfg.steps):
+        p = adam.params  # (n_active, P)
         mse, grad = siren.loss_and_grad(p, arch, coords, tgt)
         image_steps += p.shape[0]
         psnr = psnr_from_mse(mse)  # (n_active,)
@@ -102,18 +126,9 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=
         best[active] = torch.where(improved[:, None], p, best[active]) if cfg.keep_best else p
         best_psnr[active] = torch.where(improved, psnr, best_psnr[active])
         flagged |= ~torch.isfinite(mse) | (psnr < best_psnr[active] - cfg.divergence_drop_db)
+        adam.step(grad, cosine_lr(cfg, step, lr), act_mask)
 
-        # Adam (torch.optim.Adam's formula), one step for every active image.
         t = step + 1
-        if act_mask is not None:
-            grad.mul_(act_mask)
-        m.lerp_(grad, 1 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(cfg.eps)
-        p.addcdiv_(m, denom, value=-cosine_lr(cfg, step, lr) / (1 - beta1**t))
-        if act_mask is not None:
-            p.mul_(act_mask)  # pruned weights stay exactly zero
-
         if on_check is not None and t % cfg.check_every == 0:
             on_check(t, active, psnr)
         if progress is not None and t % cfg.check_every == 0:
@@ -126,46 +141,53 @@ def _fit_chunk(targets, coords, params, arch, cfg, lr, mask, progress, on_check=
             done = flagged | reached
             if done.any():
                 keep = ~done
-                active, p, m, v, tgt, flagged = active[keep], p[keep], m[keep], v[keep], tgt[keep], flagged[keep]
+                adam.keep(keep)
+                active, tgt, flagged = active[keep], tgt[keep], flagged[keep]
                 act_mask = act_mask[keep] if act_mask is not None else None
                 if coords.dim() == 3:
                     coords = coords[keep]
                 if active.numel() == 0:
                     break
     if not cfg.keep_best and active.numel():
-        best[active] = p  # the last weights: after all cfg.steps updates
-    return best, best_psnr, diverged, image_steps
+        best[active] = adam.params  # the last weights: after all cfg.steps updates
+    return ChunkFit(best, best_psnr, diverged, image_steps)
 
 
-def _refit_diverged(targets, coords, arch, cfg, params0, seeds, fresh_draws, chunk_mask, best, psnr, diverged):
-    """Refit a chunk's diverged (or collapsed) rows, up to ``cfg.max_refits`` times at a halving rate,
-    each from a fresh SIREN draw (``fresh_draws``) or from the row's own start ``params0`` (n, P).
-    A refit's weights replace ``best``/``psnr`` (n, P)/(n,) in place where better.
-    Returns (rows refitted, image-steps run)."""
-    refits = image_steps = 0
-    device = best.device
+def _refit_diverged(problem: ChunkProblem, result: ChunkFit, restart) -> int:
+    """Refit a chunk's diverged (or collapsed) rows, up to ``cfg.max_refits`` times at a halving rate.
+
+    restart(rows (k,), attempt) gives the rows' starting weights (k, P): a fresh SIREN draw, or
+    the rows' own start (a learned init, or weights being retrained). A refit's weights replace
+    ``result``'s where better (in place; its image-steps are added). Returns the number of images
+    refitted (an image refitted twice counts once).
+    """
+    cfg = problem.cfg
+    refitted = torch.zeros_like(result.diverged)
     lr = cfg.lr
     for attempt in range(cfg.max_refits):
-        rows = diverged.nonzero().flatten()
+        rows = result.diverged.nonzero().flatten()
         if rows.numel() == 0:
             break
-        refits += rows.numel()
+        refitted[rows] = True
         lr *= cfg.refit_lr_factor
-        if fresh_draws:
-            fresh_seeds = [s + (attempt + 1) * 1_000_003 for s in (seeds[i] for i in rows.tolist())]
-            fresh = siren.init_params(arch, fresh_seeds).to(device)
-        else:  # the image's own starting weights (a learned init, or weights being retrained)
-            fresh = params0[rows.cpu()].to(device)
-        sub_mask = chunk_mask[rows] if chunk_mask is not None else None
-        if sub_mask is not None:
-            fresh = fresh * sub_mask
-        rbest, rpsnr, rdiv, steps = _fit_chunk(targets[rows], coords, fresh, arch, cfg, lr, sub_mask, None)
-        image_steps += steps
-        better = rpsnr > psnr[rows]
-        best[rows[better]] = rbest[better]
-        psnr[rows[better]] = rpsnr[better]
-        diverged[rows] = rdiv | collapsed(targets[rows], psnr[rows], cfg)
-    return refits, image_steps
+        sub = problem.rows(rows)
+        start = restart(rows, attempt).to(result.best.device)
+        if sub.mask is not None:
+            start = start * sub.mask
+        again = _fit_chunk(sub, start, lr)
+        result.image_steps += again.image_steps
+        better = again.best_psnr > result.best_psnr[rows]
+        result.best[rows[better]] = again.best[better]
+        result.best_psnr[rows[better]] = again.best_psnr[better]
+        result.diverged[rows] = again.diverged | collapsed(sub.targets, result.best_psnr[rows], cfg)
+    return int(refitted.sum())
+
+
+def _fresh_draws(arch: Arch, seeds: range):
+    """restart() for a refit from new SIREN draws: each attempt reseeds the rows' images."""
+    def restart(rows: torch.Tensor, attempt: int) -> torch.Tensor:
+        return siren.init_params(arch, [seeds[i] + (attempt + 1) * 1_000_003 for i in rows.tolist()])
+    return restart
 
 
 def fit(
@@ -216,17 +238,16 @@ def fit(
             chunk_mask = mask[start:stop].to(device) if mask is not None else None
             if chunk_mask is not None:
                 params0 = params0 * chunk_mask.cpu()
-            targets = images_to_targets(images[start:stop]).to(device)
+            problem = ChunkProblem(images_to_targets(images[start:stop]).to(device), coords, arch, cfg, chunk_mask)
             chunk_check = None if on_check is None else (
                 lambda t, rows, psnr, start=start: on_check(t, rows + start, psnr))
-            best, psnr, diverged, steps = _fit_chunk(targets, coords, params0.to(device), arch, cfg,
-                                                     cfg.lr, chunk_mask, bar, chunk_check)
-            image_steps += steps
-            diverged |= collapsed(targets, psnr, cfg)
-            refitted, steps = _refit_diverged(targets, coords, arch, cfg, params0, seeds, init is None,
-                                              chunk_mask, best, psnr, diverged)
-            refits += refitted
-            image_steps += steps
+            result = _fit_chunk(problem, params0.to(device), cfg.lr, bar, chunk_check)
+            result.diverged |= collapsed(problem.targets, result.best_psnr, cfg)
+            restart = (_fresh_draws(arch, seeds) if init is None
+                       else lambda rows, attempt, params0=params0: params0[rows.cpu()])
+            refits += _refit_diverged(problem, result, restart)
+            image_steps += result.image_steps
+            best, psnr = result.best, result.best_psnr
             best = torch.nan_to_num(best, nan=0.0, posinf=0.0, neginf=0.0)  # a set never holds NaN weights
             out[start:stop] = best.cpu()
             out_psnr[start:stop] = psnr.cpu()

@@ -20,10 +20,10 @@ from dataclasses import replace
 import torch
 from tqdm.auto import tqdm
 
+from rapidinr.codec.measure import measure_weights
 from rapidinr.codec.quantize import Layout, fake_quantize
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.encoding.fit import fit
-from rapidinr.encoding.runner import decoded_psnr
 
 REFERENCE = FitConfig(steps=2000, lr=1e-3, check_every=10)  # the random init's fit that sets R_i
 CANDIDATE_LRS = (2e-3, 3e-3, 5e-3, 8e-3)
@@ -40,7 +40,7 @@ def stored_psnr(images: torch.Tensor, params: torch.Tensor, arch: Arch) -> torch
     """(N,) PSNR of the decoded images once the weights (N, P) are stored as the demo and the paper
     store them: hidden layers 8-bit, their biases 16-bit, first and last layers float32."""
     weights = fake_quantize(params, Layout(arch, "hidden", bits=8, bias_bits=16))
-    return decoded_psnr(images, weights, arch)
+    return measure_weights(weights, arch, images)
 
 
 def traced_fit(images: torch.Tensor, arch: Arch, cfg: FitConfig, init: torch.Tensor | None, device="cpu"):

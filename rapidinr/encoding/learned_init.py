@@ -25,7 +25,6 @@ them wherever the caller gave none.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,9 +33,10 @@ from tqdm.auto import tqdm
 
 from rapidinr.codec import fileformat
 from rapidinr.core import siren
+from rapidinr.core.adam import BatchedAdam
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
-from rapidinr.encoding.fit import images_to_targets
+from rapidinr.encoding.fit import images_to_targets, psnr_from_mse
 from rapidinr.sources.datasets import DATA_DIR
 
 INIT_KIND = "rapidinr-init"
@@ -119,18 +119,12 @@ def _adam_inner(theta: torch.Tensor, targets: torch.Tensor, coords: torch.Tensor
     targets (B, HW, C). Returns the adapted weights (B, P) and the PSNR before the last step (B,).
     """
     b = targets.shape[0]
-    p = theta.expand(b, -1).clone()  # (B, P)
-    m, v = torch.zeros_like(p), torch.zeros_like(p)
-    beta1, beta2 = cfg.betas
+    adam = BatchedAdam(theta.expand(b, -1).clone(), cfg.betas, cfg.eps)  # (B, P)
     mse = None
-    for step in range(1, cfg.inner_steps + 1):
-        mse, grad = siren.loss_and_grad(p, arch, coords, targets)
-        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-        m.lerp_(grad, 1 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = (v.sqrt() / math.sqrt(1 - beta2**step)).add_(cfg.eps)
-        p.addcdiv_(m, denom, value=-cfg.inner_lr / (1 - beta1**step))
-    return p, 10 * torch.log10(4.0 / mse.clamp_min(1e-20))
+    for _ in range(cfg.inner_steps):
+        mse, grad = siren.loss_and_grad(adam.params, arch, coords, targets)
+        adam.step(torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0), cfg.inner_lr)
+    return adam.params, psnr_from_mse(mse)
 
 
 def bound_hidden_weights(theta: torch.Tensor, arch: Arch, multiple: float) -> None:

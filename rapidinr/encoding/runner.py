@@ -11,10 +11,10 @@ import torch
 
 from rapidinr.codec import fileformat
 from rapidinr.codec.inrset import INRSet
+from rapidinr.codec.measure import measure_set
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.core.files import remove_stale_temporaries, write_atomic
-from rapidinr.core.metrics import psnr as psnr_of
 from rapidinr.encoding.compress import compress
 from rapidinr.encoding.fit import chunk_size_for, fit
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
@@ -35,21 +35,6 @@ def resolve_device(device: str | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
     return dev
-
-
-def measure_psnr(inrs: INRSet, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    """The one PSNR of every image's decode against the original (8-bit rounded). (N,)"""
-    out = []
-    for start in range(0, len(inrs), batch):
-        rows = torch.arange(start, min(start + batch, len(inrs)))
-        out.append(psnr_of(images[start : start + batch], inrs.decode(rows).cpu()))
-    return torch.cat(out) if out else torch.empty(0)
-
-
-def decoded_psnr(images: torch.Tensor, params: torch.Tensor, arch: Arch) -> torch.Tensor:
-    """(N,) PSNR of raw SIREN weights (N, P), decoded on their device at the images' size
-    (uint8 N×C×H×W): :func:`measure_psnr` for weights not yet wrapped in an INRSet."""
-    return measure_psnr(INRSet(params, arch, images.shape[2], images.shape[3]), images)
 
 
 def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = None, lr: float | None = None,
@@ -91,7 +76,7 @@ def _finish(images, params, arch: Arch, cfg: FitConfig, compression, dev, meta: 
         return compress(images, arch, cfg, compression, dev, init=params, progress=progress,
                         meta=meta, labels=labels, class_names=class_names)
     inrs = INRSet(params, arch, images.shape[2], images.shape[3], labels, class_names, None, meta).to(dev)
-    inrs.psnr = measure_psnr(inrs, images)
+    inrs.psnr = measure_set(inrs, images)
     return inrs
 
 

@@ -24,7 +24,7 @@ _EXPORTS = {
     # measuring
     "psnr": ("rapidinr.core.metrics", "psnr"),
     "to_uint8": ("rapidinr.core.metrics", "to_uint8"),
-    "measure": ("rapidinr.encoding.compress", "measure"),
+    "measure_weights": ("rapidinr.codec.measure", "measure_weights"),
     # compression settings and steps
     "CompressConfig": ("rapidinr.encoding.compress", "CompressConfig"),
     "compress": ("rapidinr.encoding.compress", "compress"),

@@ -27,12 +27,13 @@ import PIL
 import torch
 
 from rapidinr.codec.inrset import INRSet
+from rapidinr.codec.measure import measure_weights
 from rapidinr.codec.prune import PRESETS, PruneConfig
 from rapidinr.codec.quantize import QuantConfig
 from rapidinr.codec.store import DenseStore, PackedStore
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
-from rapidinr.encoding.compress import CompressConfig, compress, finetune_quantized, measure
+from rapidinr.encoding.compress import CompressConfig, compress, finetune_quantized
 from rapidinr.encoding.fit import fit
 from rapidinr.study import baselines
 
@@ -150,7 +151,7 @@ def sweep(images: torch.Tensor, cfg: RDConfig = RDConfig(), device="cpu", progre
         variants, rounds = _inr_variants(images, arch, cfg, device, progress)
         for name, description, store in variants:
             inrs = INRSet(store, arch, h, w)
-            psnr = measure(inrs.params.cpu(), arch, images, device)
+            psnr = measure_weights(inrs.params.cpu(), arch, images, device)
             inrs.psnr = psnr
             info = inrs.info()
             bytes_per_image = info["bytes_per_image"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,11 @@ from typing import Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
-from rapidinr.codec import fileformat
 from rapidinr.codec.inrset import INRSet
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.core.metrics import psnr as psnr_of
+from rapidinr.core.results import results_document, write_results
 from rapidinr.encoding.fit import fit
 from rapidinr.sources.datasets import load_sample_crops
 
@@ -427,25 +426,9 @@ def summarize(rows: list[dict]) -> list[str]:
 
 
 # -- results files ------------------------------------------------------------------------------
-def environment() -> dict:
-    """Hardware and versions, recorded with every results file."""
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "threads": torch.get_num_threads(),
-    }
-
-
 def save_results(path: str | Path, name: str, rows: list[dict], settings: dict, description: str = "") -> Path:
-    """Write ``{"name", "description", "settings", "environment", "results": rows}`` atomically."""
-    doc = {"name": name, "description": description, "settings": settings, "environment": environment(),
-           "results": rows}
-    path = Path(path)
-    fileformat.write_atomic(path, json.dumps(doc, indent=1).encode())
-    return path
+    """Write the study's rows as a results document (:mod:`rapidinr.core.results`), atomically."""
+    return write_results(path, results_document(name, description, settings, rows))
 
 
 def load_results(path: str | Path) -> dict:

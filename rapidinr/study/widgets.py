@@ -20,13 +20,14 @@ import torch
 from IPython.display import Image, display
 
 from rapidinr.codec.inrset import INRSet
+from rapidinr.codec.measure import measure_weights
 from rapidinr.codec.prune import PruneConfig, l1_mask, parse_schedule, weight_sparsity
 from rapidinr.codec.store import PackedStore
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.core.metrics import psnr
 from rapidinr.core.siren import layer_kinds, layer_views
-from rapidinr.encoding.compress import measure, retrain
+from rapidinr.encoding.compress import retrain
 from rapidinr.encoding.fit import fit
 from rapidinr.study import baselines, search
 from rapidinr.study.figures import figure_bytes
@@ -347,7 +348,7 @@ class RDExplorer(InteractiveFigure):
         if arch.name not in self._fits:
             cfg = FitConfig(steps=self.steps, lr=self.lr)
             params = fit(self.images, arch, cfg, device=self.device, progress=self.progress).params.cpu()
-            self._fits[arch.name] = (params, measure(params, arch, self.images, self.device))
+            self._fits[arch.name] = (params, measure_weights(params, arch, self.images, self.device))
         return self._fits[arch.name]
 
     def _prune(self, arch, schedule_text: str):
@@ -379,7 +380,7 @@ class RDExplorer(InteractiveFigure):
         store = PackedStore.from_params(params, a, bits, layers if bits < 32 else "hidden")
         n, _, h, w = self.images.shape
         inrs = INRSet(store, a, h, w)
-        psnr = measure(inrs.params.cpu(), a, self.images, self.device)
+        psnr = measure_weights(inrs.params.cpu(), a, self.images, self.device)
         info = inrs.info()
         jpg = baselines.jpeg(self.images, quality)
         return {"arch": a.name, "bits": bits, "layers": layers, "schedule": schedule,

@@ -160,26 +160,6 @@ def jpeg_bytes(images: torch.Tensor, quality: int) -> list[bytes]:
     return out
 
 
-def jpeg_quality_for_bytes(images: torch.Tensor, target_bytes: float, sample: int = 256) -> tuple[int, float]:
-    """The JPEG quality (1..95) whose mean file size on (a sample of) ``images`` is closest to
-    ``target_bytes`` per image. Returns (quality, mean bytes at that quality)."""
-    part = images[:sample]
-    best = None
-    low, high = 1, 95
-    sizes = {}
-    while low <= high:  # file size grows with quality: bisect
-        mid = (low + high) // 2
-        sizes[mid] = sum(len(b) for b in jpeg_bytes(part, mid)) / max(len(part), 1)
-        if sizes[mid] < target_bytes:
-            low = mid + 1
-        else:
-            high = mid - 1
-    for q, s in sizes.items():
-        if best is None or abs(s - target_bytes) < abs(best[1] - target_bytes):
-            best = (q, s)
-    return best
-
-
 class _JpegFiles(torch.utils.data.Dataset):
     """JPEG files decoded on the CPU (torchvision.io, libjpeg-turbo), cropped and flipped per sample."""
 

@@ -291,8 +291,7 @@ def _subset_inr(inrs, limit: int):
     if limit < 1:
         raise UserError(f"--limit must be >= 1, got {limit}")
     rows = torch.arange(min(limit, len(inrs)), device=inrs.device)
-    store = getattr(inrs.store, "subset", None)
-    kept = store(rows) if store is not None else inrs.store.gather(rows)
+    kept = inrs.store.gather(rows)  # (limit, P) float32 weights of the first images
     out = INRSet(kept, inrs.arch, inrs.height, inrs.width, inrs.labels[: rows.numel()], inrs.class_names,
                  inrs.psnr[: rows.numel()], inrs.meta)
     out.file_bytes = inrs.file_bytes

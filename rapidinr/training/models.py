@@ -31,10 +31,6 @@ def stem_name(image_size: tuple[int, int]) -> str:
     return "3x3-stride1-nomaxpool" if max(image_size) <= SMALL_STEM_MAX_SIDE else "torchvision-7x7"
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def prepare(model: nn.Module, device: torch.device) -> nn.Module:
     """Move to the device; channels-last memory on a GPU (faster convolutions under autocast)."""
     model = model.to(device)

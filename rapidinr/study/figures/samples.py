@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import torch
 
 from rapidinr.codec.inrset import INRSet
+from rapidinr.codec.measure import measure_weights
 from rapidinr.codec.prune import PRESETS, PruneConfig, Schedule
 from rapidinr.codec.quantize import QuantConfig
 from rapidinr.core.config import Arch, FitConfig
-from rapidinr.encoding.compress import CompressConfig, compress, measure
+from rapidinr.encoding.compress import CompressConfig, compress
 from rapidinr.encoding.fit import fit
 from rapidinr.sources.datasets import load_sample_crops
 
@@ -83,7 +84,7 @@ def fitted(settings: SampleSettings, device: str = "cpu", seed: int = 0):
     fit_cfg = settings.fit_config(seed)
     result = fit(images, arch, fit_cfg, device=device, progress=False)
     fp32 = INRSet(result.params.cpu(), arch, settings.size, settings.size,
-                  psnr=measure(result.params.cpu(), arch, images, device))
+                  psnr=measure_weights(result.params.cpu(), arch, images, device))
     packed = compress(images, arch, fit_cfg, CompressConfig(prune=settings.prune_config(), quant=QuantConfig(8)),
                       device, init=result.params, progress=False).to("cpu")
     return images, fp32, packed

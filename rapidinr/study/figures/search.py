@@ -8,7 +8,6 @@ The fits are :mod:`rapidinr.study.search`'s; this module only plots rows. Full-s
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,11 +18,6 @@ from rapidinr.study.figures.registry import FigureContext, Producer
 
 PAPER_W0 = 30.0  # the paper's (and SIREN's) sine frequency
 PAPER_LR_RANGE = (2e-4, 5e-4)  # the paper's recommended learning rates (Sec. V-B)
-
-
-def _mean(values):
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(values) / len(values) if values else float("nan")
 
 
 def _kb(nbytes: float) -> str:

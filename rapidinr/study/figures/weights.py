@@ -13,8 +13,6 @@ from rapidinr.core.siren import layer_views
 from rapidinr.study.figures.registry import Producer
 from rapidinr.study.figures.samples import fitted, settings_for
 
-KINDS = ("first", "hidden", "last")
-
 
 def weight_samples(params: torch.Tensor, arch: Arch, normalize: bool = True) -> dict[str, torch.Tensor]:
     """Weights (not biases) of every image grouped by layer kind: {kind: 1-D float tensor}.
