@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from rapidinr.core.results import results_document, write_results
-from rapidinr.study.grid import run_pipeline_grid
+from rapidinr.study.grid import GridConfig, run_pipeline_grid
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,9 +58,10 @@ def main(argv=None) -> int:
     output = Path(args.output) if args.output else RESULTS / f"pipelines-{name}.json"
     rows, skipped = [], []
     for entry, limit, steps in plan:
-        out = run_pipeline_grid([entry], ["inr", "tensor", "nvjpeg", "jpeg", "dali"], workers, epochs, device,
-                                limit=limit, test_limit=min(limit, 1000), encode_steps=steps, batch_size=batch,
-                                deadline=start + args.budget_s)
+        grid = GridConfig(("inr", "tensor", "nvjpeg", "jpeg", "dali"), tuple(workers), epochs, limit=limit,
+                          test_limit=min(limit, 1000), encode_steps=steps, batch_size=batch,
+                          deadline=start + args.budget_s)
+        out = run_pipeline_grid([entry], grid, device)
         rows += out["rows"]
         skipped += out["skipped"]
         write_results(output, results_document(  # after each dataset, so a killed run keeps what it has

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rapidinr.core.errors import UserError
 from rapidinr.core.results import results_document, write_results
 from rapidinr.encoding.runner import resolve_device
-from rapidinr.study.grid import run_pipeline_grid
+from rapidinr.study.grid import GridConfig, run_pipeline_grid
 from rapidinr.training.loaders import PIPELINES, check_workers
 
 
@@ -51,11 +51,10 @@ def run(args) -> int:
         raise UserError("--epochs and --limit must be >= 1")
     device = resolve_device(args.device)
     entries = args.data or ["default@28x28"]
-    out = run_pipeline_grid(entries, pipelines, workers, args.epochs, device, args.limit, args.test_limit,
-                            args.encode_steps, args.batch_size, args.jpeg_quality, rinr, not args.quiet)
-    settings = {"data": entries, "pipelines": pipelines, "workers": workers, "epochs": args.epochs,
-                "limit": args.limit, "test_limit": args.test_limit, "encode_steps": args.encode_steps,
-                "batch_size": args.batch_size, "jpeg_quality": args.jpeg_quality, "device": str(device)}
+    grid = GridConfig(tuple(pipelines), tuple(workers), args.epochs, args.limit, args.test_limit,
+                      args.encode_steps, args.batch_size, args.jpeg_quality)
+    out = run_pipeline_grid(entries, grid, device, rinr, not args.quiet)
+    settings = {"data": entries, **grid.to_json(), "device": str(device)}
     write_results(args.output, results_document("pipelines", "Fig. 8: training time per pipeline", settings, out))
     print(f"wrote {args.output}: {len(out['rows'])} runs, {len(out['skipped'])} skipped")
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -56,37 +57,54 @@ def load_grid_images(source: str, size, limit: int | None, split: str):
     return data.images, data.labels, max(len(data.class_names), int(data.labels.max()) + 1)
 
 
-def run_pipeline_grid(entries: list[str], pipelines: list[str], workers: list[int], epochs: int = 1,
-                      device="cpu", limit: int | None = 1024, test_limit: int | None = 500,
-                      encode_steps: int = 100, batch_size: int = 128, jpeg_quality: int = 90,
-                      rinr: dict | None = None, progress: bool = True, warmup: int = 3,
-                      deadline: float | None = None) -> dict:
+@dataclass(frozen=True)
+class GridConfig:
+    """What the grid runs: pipelines × worker counts, and how each run trains."""
+
+    pipelines: tuple[str, ...] = ("inr", "tensor", "jpeg")
+    workers: tuple[int, ...] = (1,)  # DataLoader workers, for the pipelines that have them
+    epochs: int = 1
+    limit: int | None = 1024  # training images per entry
+    test_limit: int | None = 500
+    encode_steps: int = 100  # inr pipeline: Adam steps when the entry is encoded here (0: SIREN init)
+    batch_size: int = 128
+    jpeg_quality: int = 90
+    warmup: int = 3  # batches before timing starts
+    deadline: float | None = None  # a time.perf_counter() value; later runs are skipped
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out.pop("deadline")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def run_pipeline_grid(entries: list[str], grid: GridConfig, device="cpu", rinr: dict | None = None,
+                      progress: bool = True) -> dict:
     """Time every pipeline (at every worker count where it has workers) on every dataset entry.
 
     For the inr pipeline each entry needs a .rinr: given in ``rinr`` (entry → path) or encoded here
-    with ``encode_steps`` Adam steps (the decode cost does not depend on how well the weights fit,
-    so a short fit times honestly; its accuracy is then not meaningful). Returns
-    ``{"rows": [...], "skipped": [...]}``. Runs that would start after ``deadline`` (a
-    ``time.perf_counter()`` value) are skipped and listed as such.
+    with ``grid.encode_steps`` Adam steps (the decode cost does not depend on how well the weights
+    fit, so a short fit times honestly; its accuracy is then not meaningful). Returns
+    ``{"rows": [...], "skipped": [...]}``. Runs that would start after ``grid.deadline`` are
+    skipped and listed as such.
     """
-
     device = torch.device(device)
     rows, skipped = [], []
     scratch = tempfile.TemporaryDirectory(prefix="rapidinr-grid-")  # JPEG files, shared by the runs
     workdir = Path(scratch.name)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, warmup_batches=warmup)
+    cfg = TrainConfig(epochs=grid.epochs, batch_size=grid.batch_size, warmup_batches=grid.warmup)
     for entry in entries:
         source, size, arch = parse_grid_data(entry)
-        images, labels, classes = load_grid_images(source, size, limit, "train")
-        test_images, test_labels, _ = load_grid_images(source, size, test_limit, "test")
+        images, labels, classes = load_grid_images(source, size, grid.limit, "train")
+        test_images, test_labels, _ = load_grid_images(source, size, grid.test_limit, "test")
         size = size or tuple(images.shape[-2:])
         arch = arch or grid_arch(size)
         data = TrainData(labels, classes, images.shape[1], test_images, test_labels, images, None, entry)
-        if "inr" in pipelines:
+        if "inr" in grid.pipelines:
             if rinr and entry in rinr:
                 inrs = load(rinr[entry], device)
                 fit_note = f"loaded {rinr[entry]}"
-            elif encode_steps == 0:  # timing only: decoding costs the same whatever the weights
+            elif grid.encode_steps == 0:  # timing only: decoding costs the same whatever the weights
 
                 arch_obj = Arch.parse(arch, images.shape[1])
                 inrs = INRSet(init_params(arch_obj, range(len(labels))), arch_obj, size[0], size[1],
@@ -94,24 +112,24 @@ def run_pipeline_grid(entries: list[str], pipelines: list[str], workers: list[in
                 fit_note = "not fitted (SIREN init weights): timing only, accuracy not meaningful"
             else:
                 start = time.perf_counter()
-                inrs = encode(images, arch, steps=encode_steps, device=device, labels=labels, progress=progress,
+                inrs = encode(images, arch, steps=grid.encode_steps, device=device, labels=labels, progress=progress,
                               memory_budget_mb=4096 if device.type == "cuda" else 1024)
-                fit_note = f"encoded here, {encode_steps} steps, {time.perf_counter() - start:.1f} s"
+                fit_note = f"encoded here, {grid.encode_steps} steps, {time.perf_counter() - start:.1f} s"
             data.inrs = inrs
             finite = inrs.psnr[torch.isfinite(inrs.psnr)]
             psnr = float(finite.mean()) if finite.numel() else float("nan")
-        for pipeline in pipelines:
-            counts = workers if pipeline in loaders.WORKER_PIPELINES else [0]
+        for pipeline in grid.pipelines:
+            counts = grid.workers if pipeline in loaders.WORKER_PIPELINES else [0]
             for count in counts:
                 reason = _skip_reason(pipeline, count, device)
-                if reason is None and deadline is not None and time.perf_counter() > deadline:
+                if reason is None and grid.deadline is not None and time.perf_counter() > grid.deadline:
                     reason = "time budget spent"
                 if reason:
                     skipped.append({"data": entry, "pipeline": pipeline, "workers": count, "reason": reason})
                     continue
                 if progress:
                     print(f"[grid] {entry} {pipeline} workers={count}", flush=True)
-                result = run_training(pipeline, data, cfg, size, device, count, jpeg_quality, progress=False,
+                result = run_training(pipeline, data, cfg, size, device, count, grid.jpeg_quality, progress=False,
                                       workdir=workdir / f"data{entries.index(entry)}")
                 row = {"data": entry, "size": list(size), "pipeline": pipeline, "workers": count,
                        **{k: result[k] for k in ("total_wall_s", "mean_epoch_s", "data_s", "step_s",

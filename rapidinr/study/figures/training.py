@@ -17,7 +17,7 @@ from rapidinr.encoding.runner import encode
 from rapidinr.sources.datasets import load_default
 from rapidinr.study import baselines
 from rapidinr.study.figures.registry import Producer
-from rapidinr.study.grid import run_pipeline_grid
+from rapidinr.study.grid import GridConfig, run_pipeline_grid
 from rapidinr.training.loop import TrainConfig, TrainData, run_training
 
 KIND_STYLE = {"inr": ("o", "tab:blue"), "jpeg": ("s", "tab:orange"), "original": ("*", "tab:green")}
@@ -195,9 +195,9 @@ def tiny_accuracy_grid(device="cpu", images: int = 32, test_images: int = 64, en
 
 def tiny_pipeline_grid(device="cpu", images: int = 32, batch_size: int = 16) -> dict:
     """A live Fig. 8 grid: inr, tensor and jpeg (1 worker) for one short epoch (timing only)."""
-    results = run_pipeline_grid(["default@28x28"], ["inr", "tensor", "jpeg"], [1], epochs=1, device=device,
-                                limit=images, test_limit=32, encode_steps=0, batch_size=batch_size, progress=False,
-                                warmup=0)
+    grid = GridConfig(("inr", "tensor", "jpeg"), (1,), epochs=1, limit=images, test_limit=32, encode_steps=0,
+                      batch_size=batch_size, warmup=0)
+    results = run_pipeline_grid(["default@28x28"], grid, device, progress=False)
     return {"name": "pipelines (tiny live grid)", "settings": {"images": images, "batch_size": batch_size},
             "results": results}
 
