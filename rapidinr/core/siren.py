@@ -5,7 +5,7 @@ Weights are data. The weights of N images live in one flat matrix ``params`` of 
 fan_out) and ``b`` (N, 1, fan_out) without copying. Every linear map is one ``baddbmm`` over
 the leading image dimension, so thousands of tiny MLPs run as a handful of batched kernels.
 
-Conventions (see DESIGN.md):
+Conventions (shared by the encoder, every decoder and the file format):
 - coordinates are pixel centres on [-1, 1]; column ``x`` first, then row ``y``;
 - a sine layer computes ``sin(w0 * (x @ W + b))``; the output layer is linear;
 - the network's output lives on [-1, 1]; pixel value = (output + 1) / 2.

@@ -20,10 +20,8 @@ def synchronize(device: torch.device) -> None:
 
 
 class Clock:
-    """Elapsed seconds between marks, synchronized with the device.
-
-    On a GPU each mark records a CUDA event; the intervals are read once at the end (one sync per
-    interval is still taken, so that the split between data and step is honest)."""
+    """Elapsed seconds between marks: each mark synchronizes the device, then reads
+    ``perf_counter`` (one sync per mark, so that the split between data and step is honest)."""
 
     def __init__(self, device: torch.device):
         self.device = torch.device(device)
