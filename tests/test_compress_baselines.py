@@ -73,7 +73,8 @@ def test_figures_draw(tmp_path, photos, tiny_set):
 def test_residual_figure_data(tmp_path, tiny_images, tiny_set):
     data = residual_data(tiny_images, tiny_set, 0, budget=700.0)
     names = list(data)
-    assert names[0] == "original" and names[1] == "INR" and len(names) == 4
+    assert names[0] == "original" and names[1] == "INR" and len(names) == 5
+    assert names[4].startswith("WebP") and data[names[4]]["bytes"] <= 700
     assert data["original"]["residual"].abs().max() == 0
     assert data["INR"]["psnr"] == pytest.approx(float(tiny_set.psnr[0]), abs=1e-3)
     plot_residuals(data).savefig(tmp_path / "r.png")
