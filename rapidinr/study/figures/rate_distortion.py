@@ -59,8 +59,10 @@ def _style(name: str, n_points: int) -> dict:
     return style
 
 
-def plot_rd(results, x: str = "bytes", variants: list[str] | None = None, ax=None, title: str | None = None):
-    """Draw PSNR against bytes per image (or bpp) for every variant; returns the Figure."""
+def plot_rd(results, x: str = "bytes", variants: list[str] | None = None, ax=None, title: str | None = None,
+            log_x: bool = False):
+    """Draw PSNR against bytes per image (or bpp) for every variant; returns the Figure. ``log_x``:
+    a log x axis with round tick labels, as ``rapidinr figures`` draws Fig. 3."""
     results = load_results(results)
     if ax is None:
         fig = Figure(figsize=(6.4, 4.4))
@@ -80,6 +82,8 @@ def plot_rd(results, x: str = "bytes", variants: list[str] | None = None, ax=Non
     ax.set_title(title or f"{results.get('name', 'rate-distortion')} ({results.get('images', '?')} images)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
+    if log_x:
+        _log_bytes_axis(ax)
     return fig
 
 
@@ -131,9 +135,9 @@ def _make_fig3(ctx):
     names = [n for n in results["results"] if n in FIG3_VARIANTS or n.startswith("JPEG downsampled")
              or n == ENVELOPE or n.split("-x")[0] in CODEC_COLORS] + list(results.get("published") or {})
     where = "live" if ctx.quick else Path(source).name
+    # log x: JPEG's curve is steep at a few hundred bytes; INRs reach thousands
     fig = plot_rd(results, "bytes", names, title=f"Fig. 3: PSNR against bytes per image ({results.get('images', '?')} "
-                  f"images {results.get('height', '?')}x{results.get('width', '?')}, {where})")
-    _log_bytes_axis(fig.axes[0])  # JPEG's curve is steep at a few hundred bytes; INRs reach thousands
+                  f"images {results.get('height', '?')}x{results.get('width', '?')}, {where})", log_x=True)
     return fig, {"source": source, "results": results}
 
 
