@@ -91,7 +91,7 @@ def test_rd_command_writes_compressai_shaped_json(tmp_path, folder, capsys):
                            "--qualities", "10,90", "--downscale", "2", "--quiet", "--limit", "3"], capsys)
     assert code == 0, err
     results = json.loads(out.read_text())
-    assert {"name", "description", "results", "matched", "settings", "environment"} <= set(results)
+    assert {"name", "description", "results", "matched", "settings", "hardware", "bd"} <= set(results)
     for name in ["INR fp32", "INR pruned", "INR 16-bit", "INR 8-bit layer-wise", "INR 8-bit all layers",
                  "JPEG", "JPEG downsampled x2"]:
         entry = results["results"][name]

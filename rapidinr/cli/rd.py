@@ -1,17 +1,16 @@
 """`rapidinr rd`: a rate-distortion sweep (paper Fig. 3) written as CompressAI-shaped results JSON."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from rapidinr.codec.prune import PruneConfig, parse_schedule
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
-from rapidinr.core.files import write_atomic
+from rapidinr.core.results import write_results
 from rapidinr.encoding.runner import resolve_device
 from rapidinr.sources.datasets import load_source, parse_size
-from rapidinr.study.rd import RDConfig, sweep
+from rapidinr.study.rd import RDConfig, cap_table, sweep
 
 
 def _ints(text: str, option: str) -> tuple[int, ...]:
@@ -44,6 +43,14 @@ def add(sub):
     p.add_argument("--lossless", choices=["none", "zstd"], default="none", help="lossless stage on compressed INRs")
     p.add_argument("--qualities", default="1,5,10,20,30,40,50,60,70,80,90,95,100", help="JPEG qualities")
     p.add_argument("--downscale", default="2,4", help="JPEG downsampling factors (default 2,4)")
+    p.add_argument("--codecs", default="",
+                   help="classical codecs beside the paper's JPEG: jpeg, jpeg-opt, jpeg-opt420, webp, avif, jp2, jxl "
+                        "(the [jxl] extra); add -x2 to downscale first, e.g. jpeg,jpeg-opt,webp,avif,jp2,webp-x2")
+    p.add_argument("--protocol", choices=["quality", "cap"], default="quality",
+                   help="quality: each codec over its quality range; cap: per image the best quality under each cap")
+    p.add_argument("--caps", default="320,480,640,900,1200", help="byte caps per image for --protocol cap")
+    p.add_argument("--anchors", choices=["cifar10", "kodak"], default=None,
+                   help="add the published curves of this dataset (only beside the same images)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
@@ -65,7 +72,9 @@ def run(args) -> int:
                    prune=PruneConfig(l1_ratio=args.prune_l1, schedule=schedule, retrain_steps=args.retrain_steps,
                                      retrain_lr=args.retrain_lr),
                    qualities=_ints(args.qualities, "--qualities"), downscale=_ints(args.downscale, "--downscale"),
-                   lossless=None if args.lossless == "none" else args.lossless, finetune_steps=args.qat_steps)
+                   lossless=None if args.lossless == "none" else args.lossless, finetune_steps=args.qat_steps,
+                   codecs=tuple(c.strip() for c in args.codecs.split(",") if c.strip()), protocol=args.protocol,
+                   caps=tuple(float(c) for c in _ints(args.caps, "--caps")), anchors=args.anchors)
     if args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     if args.qat_steps < 0:
@@ -74,9 +83,11 @@ def run(args) -> int:
     size = parse_size(args.size)
     data = load_source(args.source, size, args.split, False, False, args.limit, args.seed)
     results = sweep(data.images, cfg, device, progress=not args.quiet, source=data.source)
-    write_atomic(out, (json.dumps(results, indent=1) + "\n").encode())
+    write_results(out, results)
     for m in results["matched"]:
         print(f"{m['arch']:>6} {m['variant']:<32} {m['inr_bytes']:8.1f} B  INR {m['inr_psnr']:6.2f} dB  "
               f"JPEG {m['jpeg_psnr']:6.2f}  downsampled {m['jpeg_downsampled_psnr']:6.2f}", file=sys.stdout)
+    if args.protocol == "cap" and cfg.codecs:
+        print(cap_table(results))
     print(f"wrote {out}")
     return 0

@@ -9,6 +9,9 @@ Named sources (``NAME`` or ``NAME:ROOT``):
 - ``samples-crops``: random crops of those photos, ``size`` each (default 32×32), ``limit`` many;
 - ``cifar10:ROOT``, ``flowers102:ROOT``, ``fashion-mnist:ROOT``: torchvision datasets under ROOT
   (downloaded only when ``download=True``);
+- ``kodak:DIR`` / ``kodak/F:DIR``: the 24 Kodak photos (kodim01..24.png, RGB), downscaled F×
+  first; with ``size``, ``limit`` random crops of that size (seeded), else the photos themselves;
+- ``cifar10-folder:DIR``: CIFAR-10 as files, ``DIR/{train,test}/<class>/*.jpg``, labelled by class;
 - ``imagefolder:ROOT`` or a plain path: a folder of images, classes from first-level subfolders.
 """
 from __future__ import annotations
@@ -31,7 +34,9 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SAMPLE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right",
                  "immunohistochemistry", "retina", "hubble_deep_field"]
-NAMED = ("default", "samples", "samples-crops", "cifar10", "flowers102", "fashion-mnist", "imagefolder")
+NAMED = ("default", "samples", "samples-crops", "cifar10", "flowers102", "fashion-mnist", "imagefolder", "kodak",
+         "cifar10-folder")
+KODAK_FILES = tuple(f"kodim{i:02d}.png" for i in range(1, 25))
 
 
 @dataclass
@@ -140,6 +145,43 @@ def load_sample_crops(count: int = 256, size=(32, 32), seed: int = 0, downscale:
     return ImageSet(torch.from_numpy(np.stack(crops)), None, [], names, f"samples-crops:{size[0]}x{size[1]}")
 
 
+def load_kodak(root: Path, size=None, downscale: int = 1, count: int | None = None, seed: int = 0) -> ImageSet:
+    """The Kodak set from ``root`` (all 24 files, RGB), each first shrunk ``downscale``× (bicubic);
+    with ``size``, ``count`` random crops of that size (photos taken in turn), else the photos
+    (mixed orientations: 512×768 ones are rotated to 768 wide, so they stack)."""
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder (the Kodak set: kodim01..kodim24.png)")
+    photos = []
+    for name in KODAK_FILES:
+        path = root / name
+        if not path.is_file():
+            raise UserError(f"{path}: missing (a Kodak folder holds kodim01..kodim24.png)")
+        with Image.open(path) as image:
+            if image.mode != "RGB":
+                raise UserError(f"{path}: not an RGB image (mode {image.mode})")
+            if image.height > image.width:
+                image = image.transpose(Image.Transpose.ROTATE_90)
+            if downscale > 1:
+                image = image.resize((image.width // downscale, image.height // downscale), Image.Resampling.BICUBIC)
+            photos.append((name, np.asarray(image.convert("RGB"))))
+    tag = f"kodak/{downscale}" if downscale > 1 else "kodak"
+    if size is None:
+        arrays = [a.transpose(2, 0, 1) for _, a in photos]
+        return ImageSet(torch.from_numpy(np.stack(arrays)), None, [], list(KODAK_FILES), f"{tag}:{root}")
+    rng = np.random.default_rng(seed)
+    crops, names = [], []
+    for i in range(count or len(photos)):
+        name, photo = photos[i % len(photos)]
+        if photo.shape[0] < size[0] or photo.shape[1] < size[1]:
+            raise UserError(f"--size {size[0]}x{size[1]}: larger than the Kodak photos at 1/{downscale} scale")
+        top = int(rng.integers(0, photo.shape[0] - size[0] + 1))
+        left = int(rng.integers(0, photo.shape[1] - size[1] + 1))
+        crops.append(photo[top : top + size[0], left : left + size[1]].transpose(2, 0, 1))
+        names.append(f"{name}@{top},{left}")
+    return ImageSet(torch.from_numpy(np.stack(crops)), None, [], names,
+                    f"{tag}-crops:{size[0]}x{size[1]}:{root}")
+
+
 def list_image_files(root: Path) -> list[Path]:
     """Image files under ``root``, in lexicographic order of their path relative to ``root``."""
     files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
@@ -227,6 +269,16 @@ def load_source(spec: str, size=None, split: str = "train", download: bool = Fal
         if not rest:
             raise UserError(f"source {spec!r}: give the dataset's root folder, {name}:ROOT")
         out = load_torchvision(name, Path(rest), split, size, download)
+    elif name == "kodak" or name.startswith("kodak/"):
+        factor = name.partition("/")[2] or "1"
+        if not rest or not factor.isdigit() or int(factor) < 1:
+            raise UserError(f"source {spec!r}: use kodak:DIR or kodak/F:DIR (F: a downscale factor >= 1)")
+        out = load_kodak(Path(rest), size, int(factor), limit, seed)
+    elif name == "cifar10-folder":
+        if not rest:
+            raise UserError(f"source {spec!r}: give the folder, cifar10-folder:DIR (holding train/ and test/)")
+        out = load_folder(Path(rest) / split, size, skip_bad)
+        out.source = f"cifar10-folder:{rest}/{split}"
     elif name == "imagefolder":
         out = load_folder(Path(rest), size, skip_bad)
     elif Path(spec).exists():
@@ -237,7 +289,7 @@ def load_source(spec: str, size=None, split: str = "train", download: bool = Fal
         raise UserError(f"source {spec!r}: no such folder, and not one of {', '.join(NAMED)}")
     if len(out) == 0:
         raise UserError(f"source {spec!r}: holds no images")
-    if limit is not None and name != "samples-crops":
+    if limit is not None and name != "samples-crops" and not (name.startswith("kodak") and size is not None):
         if limit < 1:
             raise UserError(f"--limit must be >= 1, got {limit}")
         out = out.subset(0, limit)

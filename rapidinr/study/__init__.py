@@ -45,6 +45,8 @@ _EXPORTS = {
     # figures
     "FIG3_VARIANTS": ("rapidinr.study.figures.rate_distortion", "FIG3_VARIANTS"),
     "plot_rd": ("rapidinr.study.figures.rate_distortion", "plot_rd"),
+    "plot_standing": ("rapidinr.study.figures.rate_distortion", "plot_standing"),
+    "cap_table": ("rapidinr.study.rd", "cap_table"),
     "plot_weights": ("rapidinr.study.figures.weights", "plot_weights"),
     "weight_samples": ("rapidinr.study.figures.weights", "weight_samples"),
     "plot_layers": ("rapidinr.study.figures.search", "plot_layers"),

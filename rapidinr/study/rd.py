@@ -12,6 +12,13 @@ Bytes are each variant's real .rinr size (``fileformat.serialized_size``) divide
 count. JPEG and downsampled JPEG are swept over qualities, and also matched to every INR
 variant's bytes per image (``matched``), all scored by the one PSNR.
 
+Beside the paper's JPEG, ``codecs`` adds the field's classical codecs (``rapidinr.codec.classical``:
+JPEG 4:2:0 and optimized 4:4:4, WebP, AVIF, JPEG 2000, JPEG XL, ``-x2`` downsampled variants),
+either swept over quality (``protocol="quality"``) or, per image, at the best quality whose file
+fits each byte cap (``protocol="cap"``, with the best-classical envelope). ``bd`` gives the
+Bjøntegaard deltas of every INR variant against every classical curve (:mod:`rapidinr.study.bd`),
+``published`` the published curves of the same dataset (:mod:`rapidinr.study.anchors`).
+
 The output follows CompressAI's results files: ``name``, ``description`` and ``results``, here one
 entry per variant holding ``bpp``, ``bytes`` and ``psnr`` lists (one point per architecture or
 quality).
@@ -19,11 +26,9 @@ quality).
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 from dataclasses import dataclass, field
 
-import PIL
 import torch
 
 from rapidinr.codec.inrset import INRSet
@@ -33,11 +38,15 @@ from rapidinr.codec.quantize import QuantConfig
 from rapidinr.codec.store import DenseStore, PackedStore
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
+from rapidinr.core.results import results_document
 from rapidinr.encoding.compress import CompressConfig, compress, finetune_quantized
 from rapidinr.encoding.fit import fit
-from rapidinr.study import baselines
+from rapidinr.study import anchors, baselines
+from rapidinr.study.bd import bd
 
 QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100)
+PROTOCOLS = ("quality", "cap")
+ENVELOPE = "best classical (envelope)"
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,19 @@ class RDConfig:
     downscale: tuple[int, ...] = (2, 4)  # JPEG downsampling factors (curve at the first; matched: best of)
     lossless: str | None = None  # "zstd": every INR variant also through the lossless stage (" + zstd")
     finetune_steps: int = 0  # >0 adds quantization-aware fine-tuned 8-bit variants
+    codecs: tuple[str, ...] = ()  # classical codecs of the field (rapidinr.codec.classical names), beside JPEG
+    protocol: str = "quality"  # "quality": each codec over its quality range; "cap": best quality under each cap
+    caps: tuple[float, ...] = (320, 480, 640, 900, 1200)  # bytes per image, for protocol "cap"
+    codec_points: int = 13  # qualities per codec curve, for protocol "quality"
+    anchors: str | None = None  # "cifar10" / "kodak": published curves beside ours (same dataset only)
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if not self.caps or any(not (c > 0) for c in self.caps):
+            raise UserError(f"--caps: byte caps must be positive numbers, got {list(self.caps)}")
+        for name in self.codecs:
+            baselines.parse_codec(name)  # one line for an unknown or absent codec
         if not self.archs:
             raise UserError("--archs: give at least one architecture")
         for q in self.qualities:
@@ -67,17 +87,9 @@ class RDConfig:
         fit_json = {k: v for k, v in dataclasses.asdict(self.fit).items() if k != "memory_budget_mb"}
         return {"archs": list(self.archs), "fit": fit_json, "prune": self.prune.to_json(),
                 "qualities": list(self.qualities), "downscale": list(self.downscale),
-                "lossless": self.lossless, "finetune_steps": self.finetune_steps}
-
-
-def environment(device) -> dict:
-    """Hardware and versions, recorded beside every number."""
-    out = {"python": platform.python_version(), "torch": torch.__version__, "pillow": PIL.__version__,
-           "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-           "cpu_threads": torch.get_num_threads(), "device": str(device)}
-    if torch.device(device).type == "cuda":
-        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return out
+                "lossless": self.lossless, "finetune_steps": self.finetune_steps, "codecs": list(self.codecs),
+                "protocol": self.protocol, "caps": list(self.caps), "codec_points": self.codec_points,
+                "anchors": self.anchors}
 
 
 def _entry(description: str) -> dict:
@@ -134,6 +146,97 @@ def _inr_variants(images, arch: Arch, cfg: RDConfig, device, progress: bool):
     return out, rounds
 
 
+def _dataset_of(source: str) -> str:
+    """The dataset a source string names, for matching published curves: cifar10 (torchvision,
+    lossless), kodak (full-size photos), or the source's own name (crops, JPEG folders, ...)."""
+    return source.split(":", 1)[0]
+
+
+def check_anchors(cfg: RDConfig, source: str, size: tuple[int, int]) -> dict:
+    """The published curves to draw beside this run; a clear error where the dataset differs."""
+    if not cfg.anchors:
+        return {}
+    dataset = _dataset_of(source)
+    if dataset != cfg.anchors:
+        raise UserError(f"--anchors {cfg.anchors}: these images are {dataset or 'unnamed'} ({source or 'a tensor'}), "
+                        f"not {cfg.anchors}; published curves are only drawn beside the same dataset")
+    return anchors.to_results(cfg.anchors, size)
+
+
+def check_caps(images: torch.Tensor, cfg: RDConfig) -> dict[str, int]:
+    """Smallest file each codec makes of these images; a cap below all of them is an error."""
+    smallest = {name: baselines.smallest_file(images, name) for name in cfg.codecs}
+    if cfg.protocol == "cap" and smallest:
+        floor = min(smallest.values())
+        low = [c for c in cfg.caps if c < floor]
+        if low:
+            best = min(smallest, key=smallest.get)
+            raise UserError(f"--caps {low[0]:g}: below the smallest file any codec makes of these images "
+                            f"({floor} B, {best} at its lowest quality)")
+    return smallest
+
+
+def classical(images: torch.Tensor, cfg: RDConfig, pixels: int) -> dict[str, dict]:
+    """Entries for every codec in ``cfg.codecs`` (and the envelope, protocol "cap").
+
+    A cap a codec cannot meet on every image is kept as a point with ``psnr`` None and its
+    ``unmet`` count: reported as unmet, never as a number."""
+    out: dict[str, dict] = {}
+    per_cap: list[dict[str, baselines.CodecResult]] = [{} for _ in cfg.caps]
+    for name in cfg.codecs:
+        spec = baselines.parse_codec(name)
+        entry = _entry(f"{spec.description}; real file bytes")
+        if cfg.protocol == "quality":
+            for q in baselines.quality_grid(spec, cfg.codec_points):
+                r = baselines.at_quality(images, spec, q)
+                _add(entry, float(r.bytes.double().mean()), r.psnr, pixels, quality=q)
+        else:
+            entry.update(cap=[], unmet=[], quality_mean=[])
+            for k, cap in enumerate(cfg.caps):
+                r = baselines.at_cap(images, spec, cap)
+                per_cap[k][name] = r
+                _add_cap(entry, cap, r, pixels)
+        out[name] = entry
+    if cfg.protocol == "cap" and cfg.codecs:
+        env = _entry("per cap, the classical codec with the best mean PSNR among those meeting the cap on every image")
+        env.update(cap=[], unmet=[], best=[])
+        for k, cap in enumerate(cfg.caps):
+            best = baselines.envelope(per_cap[k])
+            env["cap"].append(cap)
+            env["best"].append(best["best"])
+            env["unmet"].append(0 if best["best"] else len(images))
+            _add_point(env, best["bytes_mean"], best["psnr_mean"], None, pixels)
+        out[ENVELOPE] = env
+    return out
+
+
+def _add_point(entry: dict, bytes_mean, psnr_mean, psnr_min, pixels: int) -> None:
+    entry["bytes"].append(None if bytes_mean is None else round(float(bytes_mean), 3))
+    entry["bpp"].append(None if bytes_mean is None else round(8 * float(bytes_mean) / pixels, 5))
+    entry["psnr"].append(None if psnr_mean is None else round(float(psnr_mean), 4))
+    entry["psnr_min"].append(None if psnr_min is None else round(float(psnr_min), 4))
+
+
+def _add_cap(entry: dict, cap: float, r: baselines.CodecResult, pixels: int) -> None:
+    met = r.unmet == 0
+    entry["cap"].append(cap)
+    entry["unmet"].append(r.unmet)
+    entry["quality_mean"].append(round(float(r.quality.double().mean()), 2))
+    _add_point(entry, r.bytes.double().mean() if met else None, r.psnr.mean() if met else None,
+               r.psnr.min() if met else None, pixels)
+
+
+def bd_table(results: dict[str, dict], inr_names: list[str], anchor_names: list[str]) -> list[dict]:
+    """BD-rate / BD-PSNR (bytes per image, PCHIP, overlap only) of every INR variant against every
+    classical curve; ``None`` with a note where the curves do not overlap enough."""
+    rows = []
+    for test in inr_names:
+        for anchor in anchor_names:
+            t, a = results[test], results[anchor]
+            rows.append({"test": test, "anchor": anchor, **bd(a["bytes"], a["psnr"], t["bytes"], t["psnr"])})
+    return rows
+
+
 def sweep(images: torch.Tensor, cfg: RDConfig = RDConfig(), device="cpu", progress: bool = True,
           source: str = "") -> dict:
     """Run the sweep on uint8 images (N, C, H, W); returns the results dict (see module doc)."""
@@ -141,11 +244,11 @@ def sweep(images: torch.Tensor, cfg: RDConfig = RDConfig(), device="cpu", progre
         raise UserError("rd: images must be a non-empty uint8 tensor N×C×H×W")
     n, c, h, w = images.shape
     pixels = h * w
+    published = check_anchors(cfg, source, (h, w))
+    smallest = check_caps(images, cfg)
     started = time.perf_counter()
     results: dict[str, dict] = {}
     matched = []
-    ladders = {1: baselines.ladder(images, 1)}
-    ladders.update({f: baselines.ladder(images, f) for f in cfg.downscale})
     for arch_text in cfg.archs:
         arch = Arch.parse(arch_text, c)
         variants, rounds = _inr_variants(images, arch, cfg, device, progress)
@@ -158,8 +261,8 @@ def sweep(images: torch.Tensor, cfg: RDConfig = RDConfig(), device="cpu", progre
             entry = results.setdefault(name, _entry(description))
             _add(entry, bytes_per_image, psnr, pixels, arch=arch.name, sparsity=info["sparsity"],
                  device_bytes_per_image=round(info["device_bytes"] / n, 2))
-            jpeg = baselines.jpeg_at_budget(images, bytes_per_image, ladders[1])
-            down = baselines.jpeg_downsampled_at_budget(images, bytes_per_image, cfg.downscale, ladders)
+            jpeg = baselines.jpeg_at_budget(images, bytes_per_image)
+            down = baselines.jpeg_downsampled_at_budget(images, bytes_per_image, cfg.downscale)
             matched.append({
                 "variant": name, "arch": arch.name, "inr_bytes": round(bytes_per_image, 2),
                 "inr_psnr": round(float(psnr.mean()), 4),
@@ -187,12 +290,43 @@ def sweep(images: torch.Tensor, cfg: RDConfig = RDConfig(), device="cpu", progre
             _add(entry, float(r.bytes.double().mean()), r.psnr, pixels, quality=q,
                  scan_bytes_estimate=round(float(r.scan_bytes.double().mean()), 2))
         results[label] = entry
-    return {
-        "name": f"rapidinr-rd {source or 'images'} {h}x{w}",
-        "description": "PSNR (8-bit rounded, mean over images) against bytes per image from real file sizes; "
-                       "JPEG scan_bytes_estimate is the entropy-coded data without headers (an estimate)",
-        "source": source, "images": n, "height": h, "width": w, "channels": c,
-        "settings": cfg.to_json(), "environment": environment(device),
-        "seconds": round(time.perf_counter() - started, 2),
-        "rounds": rounds, "results": results, "matched": matched,
-    }
+    inr_names = [k for k in results if k.startswith("INR")]
+    results.update(classical(images, cfg, pixels))
+    anchor_names = [k for k in results if not k.startswith("INR")]
+    doc = results_document(
+        f"rapidinr-rd {source or 'images'} {h}x{w}",
+        "PSNR (8-bit rounded, mean over images) against bytes per image from real file sizes; JPEG "
+        "scan_bytes_estimate is the entropy-coded data without headers (an estimate). Protocol 'cap': per "
+        "image the best quality whose file fits the cap (psnr None where a codec cannot meet it on every image). "
+        "'published' holds other authors' curves on the same dataset, never our measurements.",
+        cfg.to_json(), results)
+    doc["hardware"]["device"] = str(device)
+    doc.update({"source": source, "images": n, "height": h, "width": w, "channels": c,
+                "seconds": round(time.perf_counter() - started, 2), "rounds": rounds, "matched": matched,
+                "smallest_file": smallest, "bd": bd_table(results, inr_names, anchor_names),
+                "published": published})
+    return doc
+
+
+def cap_table(results: dict) -> str:
+    """A text table per cap: every classical codec at the cap, and the INR variants whose bytes per
+    image fit it (the largest architecture that fits), mean PSNR and mean real bytes; "unmet" where
+    a codec cannot meet the cap on every image."""
+    entries = results["results"]
+    caps = results["settings"]["caps"]
+    lines = []
+    for k, cap in enumerate(caps):
+        lines.append(f"cap {cap:g} B/image")
+        for name, e in entries.items():
+            if "cap" in e:
+                cell = (f"{e['psnr'][k]:6.2f} dB {e['bytes'][k]:7.1f} B" if e["psnr"][k] is not None
+                        else f"unmet ({e['unmet'][k]}/{results['images']} images over the cap)")
+                best = f"  [{e['best'][k]}]" if "best" in e and e["best"][k] else ""
+                lines.append(f"  {name:<44} {cell}{best}")
+            elif name.startswith("INR"):
+                fits = [(b, p, a) for b, p, a in zip(e["bytes"], e["psnr"], e.get("arch", [""] * len(e["bytes"])))
+                        if b is not None and b <= cap]
+                if fits:
+                    b, p, a = max(fits)
+                    lines.append(f"  {name:<44} {p:6.2f} dB {b:7.1f} B  [{a}]")
+    return "\n".join(lines)

@@ -14,14 +14,13 @@ takes its slice of one shared-seed permutation (:func:`epoch_indices`).
 """
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from pathlib import Path
 
 import torch
-from PIL import Image
 
+from rapidinr.codec.classical import encode_jpeg
 from rapidinr.core.errors import UserError
 from rapidinr.sources.images import resize_images
 from rapidinr.training import augment
@@ -141,23 +140,17 @@ def write_jpegs(images: torch.Tensor, folder: Path, quality: int = 90) -> list[P
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, image in enumerate(images):
-        array = image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
+    for i, data in enumerate(jpeg_bytes(images, quality)):
         path = folder / f"{i:06d}.jpg"
-        Image.fromarray(array).save(path, format="JPEG", quality=int(quality))
+        path.write_bytes(data)
         paths.append(path)
     return paths
 
 
 def jpeg_bytes(images: torch.Tensor, quality: int) -> list[bytes]:
-    """Each uint8 image (N, C, H, W) encoded as a JPEG at ``quality`` (in memory)."""
-    out = []
-    for image in images:
-        array = image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format="JPEG", quality=int(quality))
-        out.append(buffer.getvalue())
-    return out
+    """Each uint8 image (N, C, H, W) encoded as a JPEG at ``quality`` (in memory; Pillow's default
+    tables and 4:2:0, through the project's one JPEG encoder)."""
+    return [encode_jpeg(image, quality, "4:2:0", optimize=False) for image in images]
 
 
 class _JpegFiles(torch.utils.data.Dataset):

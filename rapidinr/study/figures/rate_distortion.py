@@ -1,4 +1,7 @@
-"""Paper Fig. 3: PSNR against size, INR variants against JPEG and downsampled JPEG, from rd results JSON."""
+"""Paper Fig. 3: PSNR against size, INR variants against JPEG and downsampled JPEG, from rd results JSON;
+with the field's classical codecs, their best-classical envelope and the matching published curves
+where the results hold them. And "where Rapid-INR stands": BD-rate of each INR variant against
+each classical codec (:func:`plot_standing`)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +12,7 @@ from matplotlib.figure import Figure
 from rapidinr.core.errors import UserError
 from rapidinr.study.figures.registry import Producer
 from rapidinr.study.figures.samples import crops, settings_for
-from rapidinr.study.rd import RDConfig, sweep
+from rapidinr.study.rd import ENVELOPE, RDConfig, sweep
 
 # Marker and line per variant family; anything else gets matplotlib's defaults.
 STYLES = {
@@ -20,7 +23,10 @@ STYLES = {
     "INR 8-bit all layers": dict(marker="v", color="C4"),
     "JPEG": dict(marker=".", color="k", linestyle="-"),
     "JPEG standard tables": dict(marker=".", color="0.5", linestyle=":"),
+    ENVELOPE: dict(color="k", linewidth=3.0, alpha=0.35, marker="none"),
 }
+CODEC_COLORS = {"jpeg": "0.55", "jpeg-opt": "C5", "jpeg-opt420": "0.4", "webp": "C6", "avif": "C7", "jp2": "C8",
+                "jxl": "C9"}
 
 
 def load_results(results) -> dict:
@@ -35,13 +41,28 @@ def rd_curves(results, x: str = "bytes") -> dict[str, tuple[list[float], list[fl
     results = load_results(results)
     out = {}
     for name, entry in results["results"].items():
-        points = sorted(zip(entry[x], entry["psnr"]))
-        out[name] = ([p[0] for p in points], [p[1] for p in points])
+        points = sorted((a, b) for a, b in zip(entry[x], entry["psnr"]) if a is not None and b is not None)
+        out[name] = ([p[0] for p in points], [p[1] for p in points])  # an unmet cap has no point
     return out
 
 
-def plot_rd(results, x: str = "bytes", variants: list[str] | None = None, ax=None, title: str | None = None):
-    """Draw PSNR against bytes per image (or bpp) for every variant; returns the Figure."""
+def _style(name: str, n_points: int) -> dict:
+    if name in STYLES:
+        style = dict(STYLES[name])
+    elif name.startswith("JPEG downsampled"):
+        style = dict(marker=".", color="0.3", linestyle="--")
+    elif name.split("-x")[0] in CODEC_COLORS:  # the field's codecs: dashed, downsampled ones dotted
+        style = dict(marker=".", color=CODEC_COLORS[name.split("-x")[0]], linestyle=":" if "-x" in name else "--")
+    else:
+        style = {"marker": "x"}
+    style.setdefault("linestyle", "-" if n_points > 1 else "none")
+    return style
+
+
+def plot_rd(results, x: str = "bytes", variants: list[str] | None = None, ax=None, title: str | None = None,
+            log_x: bool = False):
+    """Draw PSNR against bytes per image (or bpp) for every variant; returns the Figure. ``log_x``:
+    a log x axis with round tick labels, as ``rapidinr figures`` draws Fig. 3."""
     results = load_results(results)
     if ax is None:
         fig = Figure(figsize=(6.4, 4.4))
@@ -51,30 +72,36 @@ def plot_rd(results, x: str = "bytes", variants: list[str] | None = None, ax=Non
     for name, (xs, ys) in rd_curves(results, x).items():
         if variants is not None and name not in variants:
             continue
-        style = dict(STYLES.get(name, {"marker": "x"}))
-        if name.startswith("JPEG downsampled"):
-            style = dict(marker=".", color="0.3", linestyle="--")
-        style.setdefault("linestyle", "-" if len(xs) > 1 else "none")
-        ax.plot(xs, ys, label=name, **style)
+        ax.plot(xs, ys, label=name, **_style(name, len(xs)))
+    for k, (name, entry) in enumerate((results.get("published") or {}).items()):
+        if variants is not None and name not in variants and "published" not in variants:
+            continue
+        ax.plot(entry[x], entry["psnr"], label=name, color=f"C{k % 10}", linestyle="-.", marker="+", alpha=0.7)
     ax.set_xlabel("bytes per image (real file sizes)" if x == "bytes" else "bits per pixel (real file sizes)")
     ax.set_ylabel("PSNR (dB, mean over images)")
     ax.set_title(title or f"{results.get('name', 'rate-distortion')} ({results.get('images', '?')} images)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
+    if log_x:
+        _log_bytes_axis(ax)
     return fig
 
 
 # -- `rapidinr figures` (Fig. 3) ------------------------------------------------------------------
 # Quick: a live sweep over three small SIRENs on 16 photo crops (seconds). Full: a committed results
 # file of ``rapidinr rd`` (GPU, the paper's steps) or of benchmarks/compression.py, whichever is there.
-FULL_RESULT_FILES = ("rd-full.json", "compression-cuda.json", "compression-cpu.json")
+FULL_RESULT_FILES = ("rd-full.json", "rd-study-32x32-cuda.json", "rd-study-32x32-cpu.json", "compression-cuda.json",
+                     "compression-cpu.json")
+QUICK_CODECS = ("jpeg", "jpeg-opt", "webp", "avif", "jp2")  # the quick figure's field (JPEG XL: the [jxl] extra)
 FIG3_VARIANTS = ("INR fp32", "INR pruned", "INR 16-bit", "INR 8-bit layer-wise", "INR 8-bit all layers", "JPEG")
 
 
 def quick_sweep(ctx) -> dict:
     """The rate-distortion sweep at :mod:`rapidinr.study.figures.samples`' quick (or full) settings, live."""
     s = settings_for(ctx.quick)
-    cfg = RDConfig(archs=s.rd_archs, fit=s.fit_config(ctx.seed), prune=s.prune_config(), qualities=s.qualities)
+    scale = (s.size / 32) ** 2
+    cfg = RDConfig(archs=s.rd_archs, fit=s.fit_config(ctx.seed), prune=s.prune_config(), qualities=s.qualities,
+                   codecs=QUICK_CODECS, protocol="cap", caps=tuple(round(c * scale) for c in (320, 480, 640, 900, 1200)))
     return sweep(crops(s.images, s.size, ctx.seed), cfg, ctx.device, progress=ctx.progress,
                  source=f"sample-crops:{s.size}x{s.size}")
 
@@ -105,13 +132,61 @@ def _log_bytes_axis(ax) -> None:
 
 def _make_fig3(ctx):
     results, source = (quick_sweep(ctx), "computed") if ctx.quick else full_results(ctx.results_dir)
-    names = [n for n in results["results"] if n in FIG3_VARIANTS or n.startswith("JPEG downsampled")]
+    names = [n for n in results["results"] if n in FIG3_VARIANTS or n.startswith("JPEG downsampled")
+             or n == ENVELOPE or n.split("-x")[0] in CODEC_COLORS] + list(results.get("published") or {})
     where = "live" if ctx.quick else Path(source).name
+    # log x: JPEG's curve is steep at a few hundred bytes; INRs reach thousands
     fig = plot_rd(results, "bytes", names, title=f"Fig. 3: PSNR against bytes per image ({results.get('images', '?')} "
-                  f"images {results.get('height', '?')}x{results.get('width', '?')}, {where})")
-    _log_bytes_axis(fig.axes[0])  # JPEG's curve is steep at a few hundred bytes; INRs reach thousands
+                  f"images {results.get('height', '?')}x{results.get('width', '?')}, {where})", log_x=True)
     return fig, {"source": source, "results": results}
 
 
+def plot_standing(results, ax=None, title: str | None = None):
+    """Where Rapid-INR stands: BD-rate (%, bytes at equal PSNR; negative = the INR needs fewer
+    bytes) of each INR variant (rows) against each classical curve (columns), from a results
+    ``bd`` table. Cells without enough overlap say so instead of a number."""
+    import numpy as np  # (numpy is a dependency; kept beside the drawing code)
+
+    results = load_results(results)
+    rows = results.get("bd") or []
+    if not rows:
+        raise UserError("where Rapid-INR stands: these results hold no bd table (run `rapidinr rd` with --codecs)")
+    tests = list(dict.fromkeys(r["test"] for r in rows))
+    anchors = list(dict.fromkeys(r["anchor"] for r in rows))
+    grid = np.full((len(tests), len(anchors)), np.nan)
+    for r in rows:
+        if r["bd_rate_percent"] is not None:
+            grid[tests.index(r["test"]), anchors.index(r["anchor"])] = r["bd_rate_percent"]
+    if ax is None:
+        fig = Figure(figsize=(1.0 + 0.8 * len(anchors), 1.2 + 0.38 * len(tests)))
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    finite = np.abs(grid[np.isfinite(grid)])
+    limit = float(min(finite.max(), 300)) if finite.size else 100.0
+    image = ax.imshow(np.clip(grid, -limit, limit), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    for i in range(len(tests)):
+        for j in range(len(anchors)):
+            v = grid[i, j]
+            ax.text(j, i, "n/a" if np.isnan(v) else f"{v:+.0f}%", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(anchors)), anchors, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(tests)), tests, fontsize=7)
+    fig.colorbar(image, ax=ax, label="BD-rate of the INR (%; n/a: not enough overlap)")
+    ax.set_title(title or "Where Rapid-INR stands: BD-rate against each codec", fontsize=9)
+    return fig
+
+
+def _make_standing(ctx):
+    results, source = (quick_sweep(ctx), "computed") if ctx.quick else full_results(ctx.results_dir)
+    if not results.get("bd"):
+        raise UserError(f"where Rapid-INR stands: {source} holds no bd table; run benchmarks/rd_study.py or use --quick")
+    fig = plot_standing(results, title=f"Where Rapid-INR stands ({results.get('images', '?')} images "
+                        f"{results.get('height', '?')}x{results.get('width', '?')}): BD-rate vs each codec")
+    fig.tight_layout()
+    return fig, {"source": source, "bd": results["bd"]}
+
+
 PRODUCERS = [Producer("fig3_rate_distortion", "Fig. 3", "PSNR against bytes per image: INR variants, JPEG, "
-                      "downsampled JPEG", _make_fig3)]
+                      "downsampled JPEG, the field's codecs and their envelope, matching published curves", _make_fig3),
+             Producer("rd_standing", "Fig. 3b", "Where Rapid-INR stands: BD-rate of each INR variant against each "
+                      "classical codec", _make_standing)]
