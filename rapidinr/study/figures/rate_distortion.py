@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from rapidinr.core.errors import UserError
@@ -156,8 +157,6 @@ def plot_standing(results, ax=None, title: str | None = None):
     """Where Rapid-INR stands: BD-rate (%, bytes at equal PSNR; negative = the INR needs fewer
     bytes) of each INR variant (rows) against each classical curve (columns), from a results
     ``bd`` table. Cells without enough overlap say so instead of a number."""
-    import numpy as np  # (numpy is a dependency; kept beside the drawing code)
-
     results = load_results(results)
     rows = results.get("bd") or []
     if not rows:
