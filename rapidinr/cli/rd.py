@@ -1,7 +1,6 @@
 """`rapidinr rd`: a rate-distortion sweep (paper Fig. 3) written as CompressAI-shaped results JSON."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
