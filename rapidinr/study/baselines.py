@@ -97,7 +97,11 @@ def at_quality(images: torch.Tensor, codec, quality: int) -> CodecResult:
 
 def best_quality(size_at: Callable[[int], int], low: int, high: int, cap: float) -> int | None:
     """Highest quality in ``low..high`` whose file fits ``cap`` bytes, by bisection (file size
-    grows with quality); None when even ``low`` does not fit. ~log2(range) encodes, not range."""
+    grows with quality); None when even ``low`` does not fit. ~log2(range) encodes, not range.
+
+    Where a codec's size is not monotone in quality (AVIF at 32×32, now and then) bisection can stop
+    a few qualities short of the best that fits: measured on 6 Kodak crops × 5 caps, it matched trying
+    every quality in 30/30 cases for JPEG, optimized JPEG, WebP, JPEG 2000 and JPEG XL, 27/30 for AVIF."""
     if size_at(low) > cap:
         return None
     while low < high:  # invariant: size_at(low) fits

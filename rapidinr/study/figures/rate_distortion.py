@@ -24,10 +24,10 @@ STYLES = {
     "INR 8-bit all layers": dict(marker="v", color="C4"),
     "JPEG": dict(marker=".", color="k", linestyle="-"),
     "JPEG standard tables": dict(marker=".", color="0.5", linestyle=":"),
-    ENVELOPE: dict(color="k", linewidth=3.0, alpha=0.35, marker="none"),
+    ENVELOPE: dict(color="k", linewidth=6.0, alpha=0.2, marker="none", zorder=0),
 }
-CODEC_COLORS = {"jpeg": "0.55", "jpeg-opt": "C5", "jpeg-opt420": "0.4", "webp": "C6", "avif": "C7", "jp2": "C8",
-                "jxl": "C9"}
+CODEC_COLORS = {"jpeg": "silver", "jpeg-opt": "C5", "jpeg-opt420": "dimgray", "webp": "C6", "avif": "navy",
+                "jp2": "C8", "jxl": "C9"}
 
 
 def load_results(results) -> dict:
@@ -97,8 +97,19 @@ QUICK_CODECS = ("jpeg", "jpeg-opt", "webp", "avif", "jp2")  # the quick figure's
 FIG3_VARIANTS = ("INR fp32", "INR pruned", "INR 16-bit", "INR 8-bit layer-wise", "INR 8-bit all layers", "JPEG")
 
 
+_SWEEPS: dict = {}  # (quick, seed, device) → the live sweep, shared by Fig. 3 and the standing figure
+
+
 def quick_sweep(ctx) -> dict:
-    """The rate-distortion sweep at :mod:`rapidinr.study.figures.samples`' quick (or full) settings, live."""
+    """The rate-distortion sweep at :mod:`rapidinr.study.figures.samples`' quick (or full) settings, live
+    (once per run: Fig. 3 and "where Rapid-INR stands" draw the same sweep)."""
+    key = (ctx.quick, ctx.seed, str(ctx.device))
+    if key not in _SWEEPS:
+        _SWEEPS[key] = _live_sweep(ctx)
+    return _SWEEPS[key]
+
+
+def _live_sweep(ctx) -> dict:
     s = settings_for(ctx.quick)
     scale = (s.size / 32) ** 2
     cfg = RDConfig(archs=s.rd_archs, fit=s.fit_config(ctx.seed), prune=s.prune_config(), qualities=s.qualities,
