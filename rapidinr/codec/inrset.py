@@ -315,21 +315,32 @@ def load(path: str | Path, device="cpu") -> INRSet:
     psnr = tensors.get("psnr")
     if psnr is None or psnr.dtype != torch.float32 or tuple(psnr.shape) != (n,):
         raise UserError(f"{path}: per-image PSNR missing or malformed")
-    if 4 * n * arch.n_params > MAX_EXPANSION * file_bytes + (64 << 20):  # checked before the store allocates
-        raise UserError(f"{path}: header claims {n} images of {arch.n_params} weights, far more than "
-                        f"its {file_bytes} bytes can hold (corrupt)")
-    store = store_from_tensors(path, tensors, header, n, arch.n_params)
-    classes = header.get("class_names") or []
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+    if arch.n_params > MAX_PARAMS_PER_IMAGE:
+        raise UserError(f"{path}: arch {arch.name} has {arch.n_params} parameters per image, more than the "
+                        f"{MAX_PARAMS_PER_IMAGE} a .rinr set is for (corrupt)")
+    if header.get("params_per_image", arch.n_params) != arch.n_params:
+        raise UserError(f"{path}: header field 'params_per_image' does not match arch {arch.name}")
+    need = loader_bytes(n, arch.n_params)
+    if need > MAX_EXPANSION * file_bytes + EXPANSION_ALLOWANCE:  # checked before the store allocates
+        raise UserError(f"{path}: header claims {n} images of {arch.n_params} weights ({need >> 20} MiB to "
+                        f"load), far more than its {file_bytes} bytes can hold (corrupt)")
+    classes = header.get("class_names", [])
+    if not isinstance(classes, list):
         raise UserError(f"{path}: header field 'class_names' is malformed")
     labels = tensors.get("labels")
-    if header.get("has_labels"):
+    has_labels = header.get("has_labels")
+    if not isinstance(has_labels, bool):
+        raise UserError(f"{path}: header field 'has_labels' is missing or invalid")
+    if has_labels:
         if labels is None or labels.dtype != torch.int64 or tuple(labels.shape) != (n,):
             raise UserError(f"{path}: labels missing or malformed")
-        if n and (int(labels.min()) < 0 or (classes and int(labels.max()) >= len(classes))):
-            raise UserError(f"{path}: labels out of range for {len(classes)} classes")
-    else:
-        labels = None
+    elif labels is not None:
+        raise UserError(f"{path}: holds labels but its header says it has none")
+    try:
+        labels, classes = check_labels(labels, classes, n)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    store = store_from_tensors(path, tensors, header, n, arch.n_params)
     meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
     out = INRSet(store, arch, height, width, labels, classes, psnr, meta).to(device)
     out.file_bytes, out.file_version = file_bytes, header["format_version"]
