@@ -12,6 +12,7 @@ import json
 import os
 import random
 import resource
+import stat
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ import zstandard
 from rapidinr import INRSet, UserError, load
 from rapidinr.codec import fileformat
 from rapidinr.codec.prune import l1_mask
-from rapidinr.codec.store import _ST_DTYPES, _shuffle, PackedStore
+from rapidinr.codec.store import _ST_DTYPES, PackedStore, _shuffle
 from rapidinr.core.config import Arch
 from rapidinr.core.siren import init_params
 
@@ -41,7 +42,7 @@ def run_limited(argv: list, tmp: Path, limit: int = LIMIT_AS) -> subprocess.Comp
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "rapidinr", *map(str, argv)], preexec_fn=cap, env=env, cwd=tmp,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def assert_refused(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -306,3 +307,18 @@ def test_rice_decoder_round_trips_in_small_pieces(monkeypatch):
             if (~nonzero).any():
                 k, unary, remainders = prune._rice_encode(nonzero)
                 assert torch.equal(prune._rice_decode(k, unary, remainders, n, p, "x"), nonzero)
+
+
+def test_write_atomic_fsyncs_the_folder_and_honours_the_umask(tmp_path, monkeypatch):
+    from rapidinr.core import files
+
+    kinds = []
+    real = os.fsync
+    monkeypatch.setattr(files.os, "fsync", lambda fd: kinds.append(stat.S_ISDIR(os.fstat(fd).st_mode)) or real(fd))
+    monkeypatch.setattr(files.os, "umask", lambda *a: pytest.fail("write_atomic changed the process umask"))
+    files.write_atomic(tmp_path / "x.bin", lambda handle: handle.write(b"abc"))
+    assert kinds == [False, True]  # the file, then its folder after the rename
+    status = Path("/proc/self/status").read_text().splitlines()
+    umask = int(next(line.split()[1] for line in status if line.startswith("Umask:")), 8)
+    assert stat.S_IMODE((tmp_path / "x.bin").stat().st_mode) == 0o666 & ~umask
+    assert (tmp_path / "x.bin").read_bytes() == b"abc" and os.listdir(tmp_path) == ["x.bin"]

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -98,7 +97,7 @@ def test_write_failure_under_a_file_size_limit_leaves_no_truncated_png(small, tm
               "resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300)); "
               "from rapidinr.cli import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", script, "decode", str(small), "-o", str(tmp_path / "d"),
-                           "--size", "40x40"], capture_output=True, text=True, timeout=120,
+                           "--size", "40x40"], check=False, capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
                                "PYTHONDONTWRITEBYTECODE": "1"})  # no .pyc cut short by the limit
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
@@ -169,9 +168,11 @@ def test_encode_refuses_labels_it_could_not_load_back_before_fitting(tiny_images
 
 
 def test_save_refuses_labels_load_would_refuse(tiny_set, tmp_path):
-    tiny_set.labels = torch.full((len(tiny_set),), 7)
+    copy = INRSet(tiny_set.params, tiny_set.arch, tiny_set.height, tiny_set.width, tiny_set.labels,
+                  tiny_set.class_names, tiny_set.psnr)  # the session's set stays as it is
+    copy.labels = torch.full((len(copy),), 7)  # set after construction, which would refuse it
     with pytest.raises(UserError, match="labels must be in 0..3"):
-        tiny_set.save(tmp_path / "bad.rinr")
+        copy.save(tmp_path / "bad.rinr")
     assert not (tmp_path / "bad.rinr").exists()
 
 
@@ -208,3 +209,30 @@ def test_resume_refits_chunks_whose_images_changed(tiny_images, tmp_path, monkey
     error = (decoded - swapped[[2, 3]].float()).abs().mean()
     wrong = (decoded - images[[2, 3]].float()).abs().mean()
     assert error < wrong
+
+
+# -- train: mismatches found before training starts ----------------------------------------------------
+
+def test_train_rgb_set_against_a_gray_test_set_fails_before_training(small, capsys, monkeypatch):
+    from rapidinr.training import loop
+
+    monkeypatch.setattr(loop, "resnet18", lambda *a, **k: pytest.fail("training started"))
+    code = main(["train", "--data", str(small), "--pipeline", "inr", "--test", "default", "--test-limit", "8",
+                 "--epochs", "1", "--device", "cpu", "--quiet"])
+    one_line(capsys, code, "--test default", "channels", "(3; the test set has 1)")
+
+
+def test_train_test_limit_zero_names_its_own_option(small, capsys):
+    code = main(["train", "--data", str(small), "--pipeline", "inr", "--test", "default", "--test-limit", "0",
+                 "--epochs", "1", "--device", "cpu", "--quiet"])
+    one_line(capsys, code, "--test-limit")
+
+
+def test_train_on_an_empty_labelled_set(tmp_path, capsys):
+    arch = Arch(1, 2, 1)
+    empty = INRSet(torch.zeros(0, arch.n_params), arch, 28, 28, torch.zeros(0, dtype=torch.long), ["a"],
+                   torch.zeros(0), {"source": "default"})
+    empty.save(tmp_path / "empty.rinr")
+    code = main(["train", "--data", str(tmp_path / "empty.rinr"), "--pipeline", "inr", "--test", "default",
+                 "--test-limit", "8", "--epochs", "1", "--device", "cpu", "--quiet"])
+    one_line(capsys, code, "no images")

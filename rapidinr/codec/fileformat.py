@@ -14,8 +14,8 @@ Version 1 files (``payload_sha256`` over the payload only) still read, with a wa
 header is unprotected.
 
 This is the only module that knows the file's bytes. Reading checks the header size, the JSON,
-every dtype, shape and offset *before* any tensor is built, maps the file (mmap) instead of
-reading it into memory, copies each tensor out once while hashing it, and never executes
+every dtype, shape and offset *before* any tensor is built, then reads each tensor straight
+into its own memory while hashing it (never the whole file into a buffer to copy from), and never executes
 anything from the file (raw numbers only; no pickle anywhere). Writing serializes once: the
 header goes out with a placeholder digest, the payload is hashed while it is written, and the
 digest is written into its slot before the atomic rename (:func:`rapidinr.core.files.write_atomic`).
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import warnings
 from pathlib import Path
@@ -239,46 +238,51 @@ def check_table(path, table: dict, payload_bytes: int) -> dict[str, tuple[str, l
     return out
 
 
+def _read_exactly(handle, size: int) -> torch.Tensor:
+    """The next ``size`` bytes of ``handle`` read straight into a new uint8 tensor (no copy)."""
+    out = np.empty(size, np.uint8)
+    view, done = memoryview(out), 0
+    while done < size:
+        got = handle.readinto(view[done:])
+        if not got:
+            raise EOFError
+        done += got
+    return torch.from_numpy(out)
+
+
 def read(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], int]:
     """Read and verify a .rinr file. Returns (header, tensors on CPU, file size in bytes).
 
-    The file is mapped, not read: each tensor is copied out of the mapping once and hashed as it
-    is copied, so what is verified is exactly what is returned, and memory holds the tensors only.
+    The header is checked first; then each tensor is read straight into its own memory and hashed
+    as it arrives (a streaming hash: the file is never held whole, nor copied), so what is verified
+    is exactly what is returned, and memory holds the tensors once.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        with open(path, "rb") as handle:  # one open file: a concurrent rename cannot mix two files
+        with open(path, "rb", buffering=0) as handle:  # one open file: a concurrent rename cannot mix two files
             total = os.fstat(handle.fileno()).st_size
             head = handle.read(8)
             size = int.from_bytes(head, "little") if len(head) == 8 else 0
             if 2 <= size <= MAX_HEADER_BYTES and 8 + size <= total:
-                head += handle.read(size)
+                head += _read_exactly(handle, size).numpy().tobytes()
             # the header is checked against the file's size before the payload is touched at all
             header, table, start = parse_header(path, head)
             entries = check_table(path, table, total - start)
             version = header["format_version"]
             digest = hashlib.sha256(canonical_header(header, table) if version >= 2 else b"")
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if total else None
-            try:
-                if mapped is not None and len(mapped) != total:
-                    raise _fail(path, "the file changed while it was read")
-                tensors = {}
-                for name, (dtype, shape, begin, end) in sorted(entries.items(), key=lambda e: e[1][2]):
-                    raw = np.frombuffer(mapped, np.uint8, end - begin, start + begin).copy() if end > begin \
-                        else np.empty(0, np.uint8)
-                    digest.update(raw)
-                    flat = torch.from_numpy(raw)
-                    tensors[name] = (flat.view(TORCH_DTYPES[dtype]) if flat.numel()
-                                     else torch.empty(0, dtype=TORCH_DTYPES[dtype])).reshape(shape)
-            finally:
-                if mapped is not None:
-                    mapped.close()
+            tensors = {}
+            for name, (dtype, shape, begin, end) in sorted(entries.items(), key=lambda e: e[1][2]):
+                handle.seek(start + begin)
+                flat = _read_exactly(handle, end - begin)  # (bytes,) uint8
+                digest.update(flat.numpy())
+                tensors[name] = (flat.view(TORCH_DTYPES[dtype]) if flat.numel()
+                                 else torch.empty(0, dtype=TORCH_DTYPES[dtype])).reshape(shape)
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
-    except ValueError as err:  # mmap of a file truncated under us
-        raise _fail(path, f"the file changed while it was read ({err})") from None
+    except EOFError:  # shorter than its size said a moment ago
+        raise _fail(path, "the file changed while it was read") from None
     key = DIGEST_KEY if version >= 2 else V1_DIGEST_KEY
     if digest.hexdigest() != header.get(key):
         raise _fail(path, "checksum mismatch: the file is corrupt or was edited")

@@ -66,7 +66,7 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = 
     ``steps`` / ``lr``: default 2000 and 1e-3, or a learned init's recommended values.
     """
     check_images(images)
-    n, c, h, w = images.shape
+    _, c, h, w = images.shape
     if isinstance(arch, str):
         arch = Arch.parse(arch, channels=c, w0=options.pop("w0", Arch.w0))
     elif arch.channels != c:
