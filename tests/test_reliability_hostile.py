@@ -54,10 +54,11 @@ def assert_refused(proc: subprocess.CompletedProcess, *words: str) -> None:
         assert word in lines[0], lines[0]
 
 
-def packed_file(path: Path, replace: dict, header_changes: dict | None = None) -> None:
-    """A signed version-2 packed (zstd) file whose zstd table holds ``replace``d tensors."""
+def packed_file(path: Path, replace: dict, header_changes: dict | None = None, n: int = 2, pad: int = 0) -> None:
+    """A signed version-2 packed (zstd) file of ``n`` images whose zstd table holds ``replace``d
+    tensors; ``pad`` bytes of noise in an extra tensor (ignored by the reader) make it larger."""
     arch = Arch(2, 8, 3)
-    params = init_params(arch, range(2))
+    params = init_params(arch, range(n))
     params = params * l1_mask(params, arch, 0.5)
     inrs = INRSet(PackedStore.from_params(params, arch, bits=8), arch, 4, 4)
     header = {"format": fileformat.MAGIC_KEY, "format_version": fileformat.FORMAT_VERSION, **inrs.header()}
@@ -72,6 +73,8 @@ def packed_file(path: Path, replace: dict, header_changes: dict | None = None) -
     packed = zstandard.ZstdCompressor(level=3).compress(blob)
     header.update({"lossless": "zstd", "packed": table, **(header_changes or {})})
     tensors = {"zstd": torch.frombuffer(bytearray(packed), dtype=torch.uint8), "psnr": inrs.psnr}
+    if pad:
+        tensors["pad"] = torch.randint(0, 256, (pad,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     path.write_bytes(fileformat._serialize(tensors, header))
 
 
@@ -108,9 +111,11 @@ def test_rice_remainders_bomb_is_refused(tmp_path):
 
 @pytest.mark.slow  # a child process: ~6 s to import torch on this 2-core machine
 def test_huge_arch_is_refused(tmp_path):
-    """A header claiming arch 64x1024 (66 M parameters an image) for a small file."""
+    """The issue's 225 KB file of one image claiming arch 64x1024 (66 M parameters): large enough to
+    pass the old 4-bytes-a-weight guard, it cost `info` 5.3 GB in lists of positions."""
     big = {"layers": 64, "hidden": 1024, "w0": 30.0, "channels": 3}
-    packed_file(tmp_path / "bomb.rinr", {}, {"arch": big, "params_per_image": Arch(64, 1024, 3).n_params})
+    packed_file(tmp_path / "bomb.rinr", {}, {"arch": big, "params_per_image": Arch(64, 1024, 3).n_params}, n=1,
+                pad=225 << 10)
     assert_refused(run_limited(["info", "bomb.rinr"], tmp_path), "bomb.rinr", "64x1024")
     assert_refused(run_limited(["decode", "bomb.rinr", "-o", "out", "--size", "32x32"], tmp_path), "64x1024")
     assert not (tmp_path / "out").exists()

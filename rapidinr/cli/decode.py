@@ -87,7 +87,8 @@ def run(args) -> int:
     height, width = parse_size(args.size) or (inrs.height, inrs.width)
     per_image_mb = inrs.channels * height * width * (4 + 1 + 1) / 2**20  # float decode, uint8, PNG buffer
     if per_image_mb > budget / 2:  # the other half: the decode's working slices
-        raise UserError(f"--size {height}x{width}: one image needs {per_image_mb:.0f} MiB to decode, over half of "
+        said = f"--size {height}x{width}" if args.size is not None else f"decode at the stored {height}x{width}"
+        raise UserError(f"{said}: one image needs {per_image_mb:.0f} MiB to decode, over half of "
                         f"--memory-mb {budget:g}; pass a smaller --size or a larger --memory-mb")
     batch_size = int(max(1, min(MAX_BATCH, budget / 2 // per_image_mb)))
     rows = indices if indices is not None else list(range(len(inrs)))
