@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from rapidinr import INRSet, UserError, load
+from rapidinr.codec import fileformat
 from rapidinr.core.config import Arch
 
 CASES = {"flip": 700, "truncate": 200, "insert": 300, "length": 200, "json": 1000, "resign": 600,
@@ -61,8 +62,13 @@ def join(table: dict, ours: dict | None, payload: bytes, resign: bool = False) -
     """Reassemble a file (header padded to 8 bytes as safetensors writes it)."""
     table = dict(table)
     if ours is not None:
-        if resign:
-            ours = {**ours, "payload_sha256": hashlib.sha256(payload).hexdigest()}
+        if resign:  # as the writer signs: version 2 covers the canonical header too
+            entries = {k: v for k, v in table.items() if k != "__metadata__"}
+            try:
+                ours = {**ours, fileformat.DIGEST_KEY: hashlib.sha256(
+                    fileformat.canonical_header(ours, entries) + payload).hexdigest()}
+            except (TypeError, ValueError):  # a mutation JSON cannot canonicalize: left unsigned
+                pass
         table["__metadata__"] = {**table.get("__metadata__", {}), "rapidinr": json.dumps(ours)}
     head = json.dumps(table).encode()
     head += b" " * (-len(head) % 8)

@@ -23,12 +23,18 @@ def write_as(path, inrs, **changes) -> None:
 def test_current_version_reads(tiny_set, tmp_path):
     write_as(tmp_path / "now.rinr", tiny_set)
     assert len(load(tmp_path / "now.rinr")) == len(tiny_set)
-    assert fileformat.FORMAT_VERSION == 1
+    assert fileformat.FORMAT_VERSION == 2
+
+
+def test_version_1_reads_with_a_warning(tiny_set, tmp_path):
+    write_as(tmp_path / "old.rinr", tiny_set, format_version=1)
+    with pytest.warns(fileformat.FormatWarning, match="header is not covered by the checksum"):
+        assert len(load(tmp_path / "old.rinr")) == len(tiny_set)
 
 
 @pytest.mark.parametrize("version,says", [
-    (0, ["format version 0", "reads version 1", "re-encode", "rapidinr encode"]),
-    (2, ["format version 2", "reads version 1", "upgrade rapidinr"]),
+    (0, ["format version 0", "reads versions 1 and 2", "re-encode", "rapidinr encode"]),
+    (3, ["format version 3", "reads versions 1 and 2", "upgrade rapidinr"]),
     (None, ["no format version", "re-encode"]),
     ("1", ["format version '1'", "re-encode"]),
     (True, ["format version True"]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from rapidinr.cli import bench, decode, demo, encode, figures, info, meta_init, rd, train
 from rapidinr.core.errors import UserError
@@ -32,10 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning (e.g. a version-1 file's unprotected header) as one line on stderr, no source line."""
+    text = str(UserError(str(message)))  # control characters escaped, as in errors
+    print(f"rapidinr: warning: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            args = build_parser().parse_args(argv)
+            return args.run(args)
     except UserError as err:
         print(f"rapidinr: error: {err}", file=sys.stderr)
         return 2

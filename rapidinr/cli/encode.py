@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rapidinr.core.distributed import from_env
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.compress import CompressConfig
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
-from rapidinr.encoding.runner import encode_to_file, resolve_device
+from rapidinr.encoding.runner import MAX_SEED, check_memory, encode_to_file, resolve_device
 from rapidinr.encoding.sharded import encode_sharded
 from rapidinr.sources.datasets import load_source, parse_size
 
@@ -55,10 +56,16 @@ def run(args) -> int:
         raise UserError(f"{out}: the output must end in .rinr")
     if out.exists() and not (args.overwrite or args.resume):
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
+    if not (math.isfinite(args.memory_mb) and args.memory_mb > 0):
+        raise UserError(f"--memory-mb: expected a finite number of MiB above 0, got {args.memory_mb:g}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed: expected an integer 0..{MAX_SEED}, got {args.seed}")
     cfg = FitConfig(**fit_settings(None, args.steps, args.lr), target_psnr=args.target_psnr, seed=args.seed,
                     chunk_size=args.batch_size, memory_budget_mb=args.memory_mb, precision=args.precision)
     arch_text = args.arch
-    Arch.parse(arch_text, 3, args.w0)  # a nonsense --arch fails before any image is read
+    rgb = Arch.parse(arch_text, 3, args.w0)  # a nonsense --arch fails before any image is read
+    if args.size is not None:  # a --size too large for --memory-mb fails before any image is read
+        check_memory(rgb, *parse_size(args.size), cfg)
     compression = compression_config(args)  # bad compression options fail before any work too
     check_init_option(args)  # -- learned init: a missing --init file fails before any work --
     device = resolve_device(args.device)
@@ -73,7 +80,7 @@ def run(args) -> int:
         return _run_sharded(args, data, arch, cfg, device, compression, out, init)
     inrs = encode_to_file(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
                           resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                          compression=compression, init=init)
+                          compression=compression, init=init, names=data.names)
     info = inrs.info()
     print(f"wrote {out}: {info['images']} images {info['height']}x{info['width']}, arch {arch.name}, "
           f"{info['bytes_per_image']:.0f} B/image ({info['bpp']:.2f} bpp), PSNR {info['psnr_mean']:.2f} dB"

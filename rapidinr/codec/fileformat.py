@@ -1,67 +1,169 @@
-"""The .rinr file: one safetensors file, a versioned JSON header and a checksummed payload.
+"""The .rinr file: one safetensors file, a versioned JSON header and a digest over both.
 
 Layout (safetensors, https://github.com/huggingface/safetensors): 8-byte little-endian header
 length, a JSON header (tensor table plus ``__metadata__``), then the raw tensor bytes. Our header
 lives in ``__metadata__["rapidinr"]`` as a JSON string and carries ``format_version`` and
-``payload_sha256``, the SHA-256 of every byte after the safetensors header.
+``sha256``: the SHA-256 of the *canonical* header (our header without the digest and the tensor
+table, each as sorted compact JSON) followed by every payload byte. So a file verifies itself:
+an edit of any field that means something (``w0``, ``height``, class names, a tensor's shape or
+offsets) is a digest mismatch, while whitespace or key order, which mean nothing, are not.
+Duplicate JSON keys are refused (a reader that keeps the first and one that keeps the last
+would disagree about the same bytes).
+
+Version 1 files (``payload_sha256`` over the payload only) still read, with a warning that their
+header is unprotected.
 
 This is the only module that knows the file's bytes. Reading checks the header size, the JSON,
-every dtype, shape and offset, and the checksum *before* any tensor is built, and never executes
-anything from the file (safetensors holds raw numbers only; no pickle anywhere).
-Writing goes to a temporary file in the same folder, fsynced, then renamed over the target, so
-a reader never sees a half-written file and a killed writer leaves the old file intact.
+every dtype, shape and offset *before* any tensor is built, then reads each tensor straight
+into its own memory while hashing it (never the whole file into a buffer to copy from), and never executes
+anything from the file (raw numbers only; no pickle anywhere). Writing serializes once: the
+header goes out with a placeholder digest, the payload is hashed while it is written, and the
+digest is written into its slot before the atomic rename (:func:`rapidinr.core.files.write_atomic`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from rapidinr.core.errors import UserError
 from rapidinr.core.files import write_atomic
 from rapidinr.core.version import __version__
 
 MAGIC_KEY = "rapidinr"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+DIGEST_KEY = "sha256"  # version 2: canonical header + payload
+V1_DIGEST_KEY = "payload_sha256"  # version 1: payload only
 SUFFIX = ".rinr"
 MAX_HEADER_BYTES = 64 << 20  # a header past this is corrupt (ours are a few kB per class list)
 DTYPES = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+TORCH_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+                "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
+_PLACEHOLDER = "0" * 64  # the digest's slot while the payload is written (same length as a digest)
 
 
-def _serialize(tensors: dict[str, torch.Tensor], header: dict) -> bytes:
-    """safetensors bytes with our header, its checksum filled in over the payload."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    draft = st_save(tensors, metadata={MAGIC_KEY: json.dumps({**header, "payload_sha256": ""})})
-    start = 8 + int.from_bytes(draft[:8], "little")
-    digest = hashlib.sha256(memoryview(draft)[start:]).hexdigest()
-    return st_save(tensors, metadata={MAGIC_KEY: json.dumps({**header, "payload_sha256": digest})})
-
-
-def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> int:
-    """Write a .rinr file atomically; returns its size in bytes."""
-    data = _serialize(tensors, {"format": MAGIC_KEY, "format_version": FORMAT_VERSION, **header})
-    write_atomic(path, data)
-    return len(data)
-
-
-def serialized_size(header: dict, tensors: dict[str, torch.Tensor]) -> int:
-    """The exact size ``write`` would produce, without writing."""
-    return len(_serialize(tensors, {"format": MAGIC_KEY, "format_version": FORMAT_VERSION, **header}))
-
-
-def _package_version() -> str:
-    return __version__
+class FormatWarning(UserWarning):
+    """A file that reads, but with less protection than the current format gives."""
 
 
 def _fail(path, why: str) -> UserError:
     return UserError(f"{path}: {why}")
 
 
+def _package_version() -> str:
+    return __version__
+
+
+# -- the canonical header the digest covers --------------------------------------------------------
+def _compact(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def canonical_header(header: dict, table: dict) -> bytes:
+    """What the version-2 digest covers before the payload: our header (without its digest) and
+    the tensor table (name → dtype, shape, offsets), each as sorted compact JSON."""
+    ours = {k: v for k, v in header.items() if k != DIGEST_KEY}
+    return b"rapidinr-header\n" + _compact(ours) + b"\n" + _compact(table) + b"\n"
+
+
+def _no_duplicates(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _strict_json(text: str):
+    return json.loads(text, object_pairs_hook=_no_duplicates)
+
+
+# -- writing -----------------------------------------------------------------------------------------
+def _plan(tensors: dict[str, torch.Tensor]) -> tuple[dict, list[memoryview], int]:
+    """(tensor table, byte views in payload order, payload size), ordered as safetensors orders
+    them (widest dtype first, then by name) so every tensor stays aligned."""
+    ready = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    order = sorted(ready, key=lambda k: (-ready[k].element_size(), k))
+    table, views, offset = {}, [], 0
+    for name in order:
+        t = ready[name]
+        if t.dtype not in _NAMES:
+            raise UserError(f"tensor {name!r}: dtype {t.dtype} cannot be stored")
+        raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.empty(0, np.uint8)
+        table[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape),
+                       "data_offsets": [offset, offset + raw.nbytes]}
+        views.append(memoryview(raw))
+        offset += raw.nbytes
+    return table, views, offset
+
+
+def _head_bytes(header: dict, table: dict) -> bytes:
+    """Length prefix + the safetensors JSON header, padded with spaces to 8 bytes."""
+    text = json.dumps({"__metadata__": {MAGIC_KEY: json.dumps(header)}, **table}, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text
+
+
+def _prepare(header: dict, tensors: dict[str, torch.Tensor]):
+    # the digest's key first, so its slot is the first "sha256" in the header (meta may hold others)
+    full = {DIGEST_KEY: _PLACEHOLDER, "format": MAGIC_KEY, "format_version": FORMAT_VERSION,
+            **{k: v for k, v in header.items() if k != DIGEST_KEY}}
+    table, views, payload = _plan(tensors)
+    return full, table, views, payload
+
+
+def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> int:
+    """Write a .rinr file atomically, serializing once; returns its size in bytes."""
+    full, table, views, payload = _prepare(header, tensors)
+    head = _head_bytes(full, table)
+    key = f'{{\\"{DIGEST_KEY}\\": \\"'.encode()  # {\"sha256\": \" inside the JSON-quoted header
+    slot = head.index(key + _PLACEHOLDER.encode()) + len(key)
+
+    def emit(handle) -> None:
+        digest = hashlib.sha256(canonical_header(full, table))
+        handle.write(head)
+        for view in views:  # hashed as written: one pass over the payload
+            handle.write(view)
+            digest.update(view)
+        handle.seek(slot)
+        handle.write(digest.hexdigest().encode())
+
+    write_atomic(path, emit)
+    return len(head) + payload
+
+
+def serialized_size(header: dict, tensors: dict[str, torch.Tensor]) -> int:
+    """The exact size ``write`` would produce, from the tensor table alone (nothing is serialized)."""
+    full, table, _, payload = _prepare(header, tensors)
+    return len(_head_bytes(full, table)) + payload
+
+
+def _serialize(tensors: dict[str, torch.Tensor], header: dict) -> bytes:
+    """The bytes of a file with exactly this header (its ``format``/``format_version`` as given),
+    the digest of its version filled in: for tests that build other versions or edited headers."""
+    table, views, _ = _plan(tensors)
+    if header.get("format_version") == 1:
+        digest = hashlib.sha256()
+        for view in views:
+            digest.update(view)
+        header = {**header, V1_DIGEST_KEY: digest.hexdigest()}
+    else:
+        digest = hashlib.sha256(canonical_header(header, table))
+        for view in views:
+            digest.update(view)
+        header = {**header, DIGEST_KEY: digest.hexdigest()}
+    return _head_bytes(header, table) + b"".join(bytes(v) for v in views)
+
+
+# -- reading -----------------------------------------------------------------------------------------
 def parse_header(path, data: bytes) -> tuple[dict, dict, int]:
     """Check the safetensors framing and our header. Returns (our header, tensor table, payload start)."""
     if len(data) < 8:
@@ -70,33 +172,41 @@ def parse_header(path, data: bytes) -> tuple[dict, dict, int]:
     if size < 2 or size > MAX_HEADER_BYTES or 8 + size > len(data):
         raise _fail(path, "not a .rinr file, or truncated (bad header length)")
     try:
-        table = json.loads(data[8 : 8 + size].decode("utf-8"))
-    except (ValueError, RecursionError):  # bad UTF-8 or JSON, a huge number, absurd nesting
+        table = _strict_json(data[8 : 8 + size].decode("utf-8"))
+    except (ValueError, RecursionError) as err:  # bad UTF-8 or JSON, a huge number, absurd nesting
+        if str(err).startswith("duplicate key"):
+            raise _fail(path, f"corrupt header ({str(err)[:80]})") from None
         raise _fail(path, "not a .rinr file (header is not JSON)") from None
     if not isinstance(table, dict) or not isinstance(table.get("__metadata__"), dict):
         raise _fail(path, "not a .rinr file (no rapidinr header)")
     raw = table.pop("__metadata__").get(MAGIC_KEY)
     try:
-        header = json.loads(raw) if isinstance(raw, str) else None
-    except (ValueError, RecursionError):
+        header = _strict_json(raw) if isinstance(raw, str) else None
+    except ValueError as err:
+        if str(err).startswith("duplicate key"):
+            raise _fail(path, f"corrupt header ({str(err)[:80]})") from None
+        header = None
+    except RecursionError:
         header = None
     if not isinstance(header, dict) or header.get("format") != MAGIC_KEY:
         raise _fail(path, "not a .rinr file (no rapidinr header)")
     version = header.get("format_version")
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
         said = "has no format version" if version is None else f"is .rinr format version {version!r}"
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise _fail(
             path,
-            f"{said}; this rapidinr {_package_version()} reads version {FORMAT_VERSION}: "
+            f"{said}; this rapidinr {_package_version()} reads versions {readable}: "
             + ("upgrade rapidinr (pip install -U rapidinr) to read it" if newer
                else "re-encode the images with this rapidinr (rapidinr encode SOURCE -o FILE --overwrite)"),
         )
     return header, table, 8 + size
 
 
-def check_table(path, table: dict, payload_bytes: int) -> dict[str, tuple[str, list[int]]]:
-    """Every tensor entry: a known dtype, a sane shape, offsets that tile the payload exactly."""
+def check_table(path, table: dict, payload_bytes: int) -> dict[str, tuple[str, list[int], int, int]]:
+    """Every tensor entry: a known dtype, a sane shape, offsets that tile the payload exactly.
+    Returns name → (dtype, shape, begin, end)."""
     spans, out = [], {}
     for name, entry in table.items():
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
@@ -104,9 +214,11 @@ def check_table(path, table: dict, payload_bytes: int) -> dict[str, tuple[str, l
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if not isinstance(dtype, str) or dtype not in DTYPES:
             raise _fail(path, f"tensor {name!r} has unsupported dtype {dtype!r}")
-        if not (isinstance(shape, list) and len(shape) <= 8 and all(isinstance(d, int) and 0 <= d < 2**40 for d in shape)):
+        if not (isinstance(shape, list) and len(shape) <= 8
+                and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape)):
             raise _fail(path, f"tensor {name!r} has a bad shape")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
             raise _fail(path, f"tensor {name!r} has bad offsets")
         count = 1
         for d in shape:
@@ -115,7 +227,7 @@ def check_table(path, table: dict, payload_bytes: int) -> dict[str, tuple[str, l
         if not (0 <= begin <= end <= payload_bytes) or end - begin != count * DTYPES[dtype]:
             raise _fail(path, f"tensor {name!r} does not fit the payload (truncated or corrupt)")
         spans.append((begin, end))
-        out[name] = (dtype, shape)
+        out[name] = (dtype, shape, begin, end)
     position = 0
     for begin, end in sorted(spans):
         if begin != position:
@@ -126,32 +238,55 @@ def check_table(path, table: dict, payload_bytes: int) -> dict[str, tuple[str, l
     return out
 
 
+def _read_exactly(handle, size: int) -> torch.Tensor:
+    """The next ``size`` bytes of ``handle`` read straight into a new uint8 tensor (no copy)."""
+    out = np.empty(size, np.uint8)
+    view, done = memoryview(out), 0
+    while done < size:
+        got = handle.readinto(view[done:])
+        if not got:
+            raise EOFError
+        done += got
+    return torch.from_numpy(out)
+
+
 def read(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], int]:
-    """Read and verify a .rinr file. Returns (header, tensors on CPU, file size in bytes)."""
+    """Read and verify a .rinr file. Returns (header, tensors on CPU, file size in bytes).
+
+    The header is checked first; then each tensor is read straight into its own memory and hashed
+    as it arrives (a streaming hash: the file is never held whole, nor copied), so what is verified
+    is exactly what is returned, and memory holds the tensors once.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        with open(path, "rb") as handle:  # one open file: a concurrent rename cannot mix two files
+        with open(path, "rb", buffering=0) as handle:  # one open file: a concurrent rename cannot mix two files
             total = os.fstat(handle.fileno()).st_size
             head = handle.read(8)
             size = int.from_bytes(head, "little") if len(head) == 8 else 0
             if 2 <= size <= MAX_HEADER_BYTES and 8 + size <= total:
-                head += handle.read(size)
-            # the header is checked against the file's size before the payload is read at all
+                head += _read_exactly(handle, size).numpy().tobytes()
+            # the header is checked against the file's size before the payload is touched at all
             header, table, start = parse_header(path, head)
-            check_table(path, table, total - start)
-            handle.seek(0)
-            data = handle.read()
+            entries = check_table(path, table, total - start)
+            version = header["format_version"]
+            digest = hashlib.sha256(canonical_header(header, table) if version >= 2 else b"")
+            tensors = {}
+            for name, (dtype, shape, begin, end) in sorted(entries.items(), key=lambda e: e[1][2]):
+                handle.seek(start + begin)
+                flat = _read_exactly(handle, end - begin)  # (bytes,) uint8
+                digest.update(flat.numpy())
+                tensors[name] = (flat.view(TORCH_DTYPES[dtype]) if flat.numel()
+                                 else torch.empty(0, dtype=TORCH_DTYPES[dtype])).reshape(shape)
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
-    if len(data) != total:
-        raise _fail(path, "the file changed while it was read")
-    digest = hashlib.sha256(memoryview(data)[start:]).hexdigest()
-    if digest != header.get("payload_sha256"):
-        raise _fail(path, "checksum mismatch: the file is corrupt")
-    try:
-        tensors = st_load(data)
-    except Exception as err:  # safetensors raises its own error type for anything malformed
-        raise _fail(path, f"corrupt payload ({str(err).splitlines()[0][:120]})") from None
-    return header, tensors, len(data)
+    except EOFError:  # shorter than its size said a moment ago
+        raise _fail(path, "the file changed while it was read") from None
+    key = DIGEST_KEY if version >= 2 else V1_DIGEST_KEY
+    if digest.hexdigest() != header.get(key):
+        raise _fail(path, "checksum mismatch: the file is corrupt or was edited")
+    if version == 1:
+        warnings.warn(f"{path}: .rinr format version 1: its header is not covered by the checksum "
+                      "(re-encode it to protect it)", FormatWarning, stacklevel=2)
+    return header, tensors, total

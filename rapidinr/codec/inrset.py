@@ -1,6 +1,11 @@
-"""INRSet: a whole dataset of SIRENs on one device, decoded in batches at any resolution."""
+"""INRSet: a whole dataset of SIRENs on one device, decoded in batches at any resolution.
+
+The limits below are what the format is for (small per-image SIRENs, labelled datasets); a file
+past them is refused before anything is allocated, so a small hostile file cannot exhaust memory.
+"""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -12,9 +17,92 @@ from rapidinr.core.config import Arch
 from rapidinr.core.errors import UserError
 
 MAX_DECODE_SIDE = 16384  # a decode larger than this a side is a mistake, not a request
-# Dense float32 weights at most this many times the file's size: biases are always stored in full,
-# so even a fully pruned 8-bit set stays far below; past it, the header lies (a "weight bomb").
-MAX_EXPANSION = 1024
+MAX_DECODE_OUTPUT_MB = 4096  # one ``decode`` call returns at most this much float32 (decode in batches)
+# A Rapid-INR SIREN is small (the paper's 3x15 to 10x40: 573 to 15k parameters); 2^20 a image is
+# far past any use and keeps a hostile header from asking for a 64x1024 (66M-parameter) network.
+MAX_PARAMS_PER_IMAGE = 1 << 20
+MAX_CLASSES = 100_000  # class names: unique, non-empty, at most this many, each at most 256 characters
+MAX_CLASS_NAME = 256
+# What loading really allocates: per weight (N x P), the stored-mask, unpacked-mask and code/value
+# tensors (~12 B); per position (P), the layout's and the mask's int64 index tensors (~40 B). Past
+# MAX_EXPANSION times the file's size (plus a fixed allowance) the header lies (a "weight bomb"):
+# biases are always stored in full, so even a fully pruned 8-bit set with zstd stays far below.
+LOADER_BYTES_PER_WEIGHT = 12
+LOADER_BYTES_PER_POSITION = 40
+MAX_EXPANSION = 2048
+EXPANSION_ALLOWANCE = 64 << 20
+
+
+def loader_bytes(n: int, p: int) -> int:
+    """Bytes :func:`load` allocates for ``n`` images of ``p`` parameters (beyond the file's tensors)."""
+    return LOADER_BYTES_PER_WEIGHT * n * p + LOADER_BYTES_PER_POSITION * p
+
+
+def check_budget(memory_budget_mb, what: str = "memory_budget_mb") -> float:
+    """A memory budget: a finite number of MiB above 0."""
+    if (isinstance(memory_budget_mb, bool) or not isinstance(memory_budget_mb, (int, float))
+            or not math.isfinite(memory_budget_mb) or memory_budget_mb <= 0):
+        raise UserError(f"{what}: expected a finite number of MiB above 0, got {memory_budget_mb!r}")
+    return float(memory_budget_mb)
+
+
+def check_arch_size(arch: Arch) -> None:
+    if arch.n_params > MAX_PARAMS_PER_IMAGE:
+        raise UserError(f"arch {arch.name} has {arch.n_params} parameters per image, more than the "
+                        f"{MAX_PARAMS_PER_IMAGE} a .rinr set is for")
+
+
+def check_side(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DECODE_SIDE:
+        raise UserError(f"{what} must be an integer 1..{MAX_DECODE_SIDE}, got {value!r}")
+    return value
+
+
+def check_labels(labels, class_names, n: int) -> tuple[torch.Tensor | None, list[str]]:
+    """Labels (N,) integers in [0, classes) and class names unique, non-empty, bounded strings:
+    what :func:`load` accepts, checked before a set is built or saved. Returns (labels, names)."""
+    if class_names is None:
+        names = []
+    elif isinstance(class_names, (list, tuple)):
+        names = list(class_names)
+    else:
+        raise UserError(f"class_names must be a list of strings, got {type(class_names).__name__}")
+    if len(names) > MAX_CLASSES:
+        raise UserError(f"class_names: {len(names)} names, more than the {MAX_CLASSES} allowed")
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_CLASS_NAME:
+            raise UserError(f"class_names: every name must be a string of 1..{MAX_CLASS_NAME} characters, "
+                            f"got {name!r:.60}")
+    if len(set(names)) != len(names):
+        twice = next(x for i, x in enumerate(names) if x in names[:i])
+        raise UserError(f"class_names: {twice!r:.60} appears more than once")
+    if labels is None:
+        return None, names
+    if not isinstance(labels, torch.Tensor):
+        raise UserError(f"labels must be an integer tensor of shape ({n},), got {type(labels).__name__} "
+                        "(pass torch.tensor(labels))")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool or labels.dim() != 1:
+        raise UserError(f"labels must be an integer tensor of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
+    if labels.numel() != n:
+        raise UserError(f"labels: {labels.numel()} labels for {n} images")
+    classes = len(names) if names else MAX_CLASSES
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise UserError(f"labels must be in 0..{classes - 1}"
+                        + (f" ({len(names)} class names)" if names else "")
+                        + f", got {int(labels.min())}..{int(labels.max())}")
+    return labels.long(), names
+
+
+def resolve_load_device(device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"device: unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r}: CUDA is not available on this machine (use 'cpu')")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"device: {device!r} is not supported (use cpu, cuda or cuda:N)")
+    return dev
 
 
 def _as_size(size, default: tuple[int, int]) -> tuple[int, int]:
@@ -46,12 +134,15 @@ class INRSet:
             store = DenseStore(store)
         self.store = store
         self.arch = arch
-        self.height, self.width = int(height), int(width)
+        check_arch_size(arch)
+        self.height, self.width = check_side(height, "height"), check_side(width, "width")
+        labels, class_names = check_labels(labels, class_names, len(store))
         self.labels = labels  # (N,) int64 on the set's device, or None
-        self.class_names = list(class_names or [])
+        self.class_names = class_names
         self.psnr = psnr if psnr is not None else torch.full((len(store),), float("nan"))  # (N,)
         self.meta = dict(meta or {})  # fitting settings, source, timings: kept in the file header
         self.file_bytes: int | None = None  # size of the file this set was loaded from or saved to
+        self.file_version: int | None = None  # .rinr format version of that file
 
     # -- basics -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -74,7 +165,7 @@ class INRSet:
         labels = self.labels.to(device) if self.labels is not None else None
         out = INRSet(self.store.to(device), self.arch, self.height, self.width, labels,
                      self.class_names, self.psnr, self.meta)
-        out.file_bytes = self.file_bytes
+        out.file_bytes, out.file_version = self.file_bytes, self.file_version
         return out
 
     def _indices(self, indices) -> torch.Tensor:
@@ -103,6 +194,7 @@ class INRSet:
                 or coords.shape[-1] != 2 or (coords.dim() == 3 and coords.shape[0] != index.numel())):
             raise UserError(f"decode_at: coords must be float (P, 2) or (B, P, 2) with B = {index.numel()}")
         points = coords.shape[-2]
+        check_budget(memory_budget_mb)
         per_point = 4 * (2 * self.arch.hidden + self.arch.channels + 2)  # working bytes per pixel
         budget = memory_budget_mb * 2**20
         span = min(points, max(1, int(budget // per_point)))  # pixels at once: a huge image goes in slices
@@ -127,6 +219,13 @@ class INRSet:
         continuous SIREN is sampled at that grid's pixel centres.
         """
         height, width = _as_size(size, (self.height, self.width))
+        check_budget(memory_budget_mb)
+        count = len(self) if indices is None else self._indices(indices).numel()
+        output_mb = count * self.channels * height * width * 4 / 2**20
+        if output_mb > MAX_DECODE_OUTPUT_MB:
+            raise UserError(f"decode: {count} images at {height}x{width} make {output_mb / 1024:.1f} GiB, over the "
+                            f"{MAX_DECODE_OUTPUT_MB // 1024} GiB one call returns: decode fewer images at a time "
+                            "(indices=...) or a smaller size")
         coords = siren.coordinate_grid(height, width, device=self.device)  # (H*W, 2)
         flat = self.decode_at(indices, coords, memory_budget_mb)  # (B, H*W, C)
         return flat.permute(0, 2, 1).reshape(flat.shape[0], self.channels, height, width)
@@ -157,9 +256,11 @@ class INRSet:
 
     def save(self, path: str | Path) -> int:
         """Write the set to ``path`` (atomically); returns the file's size in bytes."""
+        check_labels(self.labels, self.class_names, len(self))  # what load refuses is never saved
         if not bool(torch.isfinite(self.params).all()):  # the reader would refuse it: refuse it here
             raise UserError(f"{path}: refusing to save a set whose weights contain NaN or infinity")
         self.file_bytes = fileformat.write(path, self.header(), self.tensors())
+        self.file_version = fileformat.FORMAT_VERSION
         return self.file_bytes
 
     def info(self) -> dict:
@@ -169,7 +270,7 @@ class INRSet:
         head = self.store.header()
         finite = self.psnr[torch.isfinite(self.psnr)]
         return {
-            "format_version": fileformat.FORMAT_VERSION,
+            "format_version": self.file_version or fileformat.FORMAT_VERSION,
             "images": len(self),
             "height": self.height,
             "width": self.width,
@@ -200,6 +301,7 @@ def _check_int(path, header: dict, key: str, low: int, high: int) -> int:
 
 def load(path: str | Path, device="cpu") -> INRSet:
     """Read a .rinr file, verify it, and bring the whole set onto ``device`` in one transfer."""
+    device = resolve_load_device(device)
     header, tensors, file_bytes = fileformat.read(path)
     n = _check_int(path, header, "images", 0, 2**31)
     height = _check_int(path, header, "height", 1, MAX_DECODE_SIDE)
@@ -213,22 +315,33 @@ def load(path: str | Path, device="cpu") -> INRSet:
     psnr = tensors.get("psnr")
     if psnr is None or psnr.dtype != torch.float32 or tuple(psnr.shape) != (n,):
         raise UserError(f"{path}: per-image PSNR missing or malformed")
-    if 4 * n * arch.n_params > MAX_EXPANSION * file_bytes + (64 << 20):  # checked before the store allocates
-        raise UserError(f"{path}: header claims {n} images of {arch.n_params} weights, far more than "
-                        f"its {file_bytes} bytes can hold (corrupt)")
-    store = store_from_tensors(path, tensors, header, n, arch.n_params)
-    classes = header.get("class_names") or []
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+    if arch.n_params > MAX_PARAMS_PER_IMAGE:
+        raise UserError(f"{path}: arch {arch.name} has {arch.n_params} parameters per image, more than the "
+                        f"{MAX_PARAMS_PER_IMAGE} a .rinr set is for (corrupt)")
+    if header.get("params_per_image", arch.n_params) != arch.n_params:
+        raise UserError(f"{path}: header field 'params_per_image' does not match arch {arch.name}")
+    need = loader_bytes(n, arch.n_params)
+    if need > MAX_EXPANSION * file_bytes + EXPANSION_ALLOWANCE:  # checked before the store allocates
+        raise UserError(f"{path}: header claims {n} images of {arch.n_params} weights ({need >> 20} MiB to "
+                        f"load), far more than its {file_bytes} bytes can hold (corrupt)")
+    classes = header.get("class_names", [])
+    if not isinstance(classes, list):
         raise UserError(f"{path}: header field 'class_names' is malformed")
     labels = tensors.get("labels")
-    if header.get("has_labels"):
+    has_labels = header.get("has_labels")
+    if not isinstance(has_labels, bool):
+        raise UserError(f"{path}: header field 'has_labels' is missing or invalid")
+    if has_labels:
         if labels is None or labels.dtype != torch.int64 or tuple(labels.shape) != (n,):
             raise UserError(f"{path}: labels missing or malformed")
-        if n and (int(labels.min()) < 0 or (classes and int(labels.max()) >= len(classes))):
-            raise UserError(f"{path}: labels out of range for {len(classes)} classes")
-    else:
-        labels = None
+    elif labels is not None:
+        raise UserError(f"{path}: holds labels but its header says it has none")
+    try:
+        labels, classes = check_labels(labels, classes, n)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    store = store_from_tensors(path, tensors, header, n, arch.n_params)
     meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
     out = INRSet(store, arch, height, width, labels, classes, psnr, meta).to(device)
-    out.file_bytes = file_bytes
+    out.file_bytes, out.file_version = file_bytes, header["format_version"]
     return out

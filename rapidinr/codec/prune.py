@@ -257,19 +257,43 @@ def _rice_encode(nonzero: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor
     return k, torch.from_numpy(np.packbits(unary)), torch.from_numpy(np.packbits(bits))
 
 
+RICE_PIECE_BYTES = 1 << 15  # unary bytes decoded at once: at most 262,144 codes (a few MB of work)
+
+
 def _rice_decode(k: int, unary, remainders, n: int, p: int, path) -> torch.Tensor:
-    if unary is None or remainders is None or unary.dtype != torch.uint8 or remainders.dtype != torch.uint8:
+    """Inverse of :func:`_rice_encode`, in bounded pieces: the streams' lengths are checked against
+    what a mask of n·p bits can need *before* anything is allocated, then the unary stream is
+    decoded a piece at a time, so memory stays at the (N, P) mask plus a few MB."""
+    if (unary is None or remainders is None or unary.dtype != torch.uint8 or remainders.dtype != torch.uint8
+            or unary.dim() != 1 or remainders.dim() != 1):
         raise UserError(f"{path}: pruning mask (rice) missing or malformed")
-    ends = np.flatnonzero(np.unpackbits(unary.numpy()) == 0)  # (Z,) the end of every code
-    count = len(ends)
-    if remainders.numel() != (count * k + 7) // 8:
+    total = n * p
+    # each of at most n·p codes is a zero bit plus its quotient's ones, and the gaps sum below n·p
+    if unary.numel() * 8 > total + (total >> k) + 8 or remainders.numel() * 8 > total * k + 8:
+        raise UserError(f"{path}: pruning mask (rice) is longer than {n} images of {p} weights can need")
+    stream, rest = unary.numpy(), remainders.numpy()
+    out = np.ones(total, dtype=bool)
+    last_end, last_zero, count = -1, -1, 0  # unary bit of the last code's end, mask position, codes
+    for first in range(0, len(stream), RICE_PIECE_BYTES):
+        ends = np.flatnonzero(np.unpackbits(stream[first : first + RICE_PIECE_BYTES]) == 0) + 8 * first
+        if not len(ends):
+            continue
+        quotients = np.diff(ends, prepend=last_end) - 1  # (m,) ones before each code's zero
+        m = len(ends)
+        need = ((count + m) * k + 7) // 8
+        if count + m > total or need > len(rest):
+            raise UserError(f"{path}: pruning mask (rice) does not match its remainders")
+        gaps = quotients.astype(np.int64) << k
+        if k:
+            skip = count * k
+            bits = np.unpackbits(rest[skip // 8 : need])[skip % 8 : skip % 8 + m * k].reshape(m, k)
+            for j in range(k):  # most significant remainder bit first
+                gaps |= bits[:, j].astype(np.int64) << (k - 1 - j)
+        zeros = last_zero + np.cumsum(gaps + 1)
+        if zeros[-1] >= total:
+            raise UserError(f"{path}: pruning mask (rice) does not match the weights")
+        out[zeros] = False
+        last_end, last_zero, count = int(ends[-1]), int(zeros[-1]), count + m
+    if len(rest) != (count * k + 7) // 8 or len(stream) * 8 - 1 - last_end >= 8:
         raise UserError(f"{path}: pruning mask (rice) does not match its remainders")
-    quotients = np.diff(ends, prepend=-1) - 1
-    bits = np.unpackbits(remainders.numpy())[: count * k].reshape(count, k).astype(np.int64)
-    gaps = (quotients.astype(np.int64) << k) | (bits @ (1 << np.arange(k - 1, -1, -1, dtype=np.int64)))
-    zeros = np.cumsum(gaps + 1) - 1
-    if count and zeros[-1] >= n * p:
-        raise UserError(f"{path}: pruning mask (rice) does not match the weights")
-    out = np.ones(n * p, dtype=bool)
-    out[zeros] = False
     return torch.from_numpy(out).reshape(n, p)

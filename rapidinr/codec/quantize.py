@@ -70,27 +70,30 @@ class Layout:
             raise UserError(f"quantized layers must be hidden, all or none, got {layers!r}")
         bias_bits = bits if bias_bits is None else bias_bits
         shapes = arch.layer_shapes()
-        parts = {"quantized": [], "wide": [], "full": []}
-        groups = {"quantized": [], "wide": []}
+        parts = {"quantized": [], "wide": [], "full": []}  # kind → spans of positions (tensors)
+        groups = {"quantized": [], "wide": []}  # kind → each span's scale column (tensors)
         offset, group = 0, 0
         for i, (fan_in, fan_out) in enumerate(shapes):
             take = layers == "all" or (layers == "hidden" and 0 < i < len(shapes) - 1)
             for size, is_bias in ((fan_in * fan_out, False), (fan_out, True)):  # weight matrix, then bias
-                span = range(offset, offset + size)
                 kind = "full" if not take else (
                     "quantized" if not is_bias or bias_bits == bits else ("wide" if bias_bits == 16 else "full"))
-                parts[kind] += span
+                parts[kind].append(torch.arange(offset, offset + size))
                 if kind != "full":
-                    groups[kind] += [group] * size
+                    groups[kind].append(torch.full((size,), group, dtype=torch.long))
                     group += 1
                 offset += size
+
+        def joined(spans: list) -> torch.Tensor:  # int64 tensors throughout: 8 B a position, no lists
+            return torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
+
         self.arch, self.layers = arch, layers
         self.bits, self.bias_bits = (32, 32) if layers == "none" else (bits, bias_bits)
-        self.quantized = torch.tensor(parts["quantized"], dtype=torch.long)  # (Q,)
-        self.wide = torch.tensor(parts["wide"], dtype=torch.long)  # (R,)
-        self.full = torch.tensor(parts["full"], dtype=torch.long)  # (F,)
-        self.group = torch.tensor(groups["quantized"], dtype=torch.long)  # (Q,)
-        self.wide_group = torch.tensor(groups["wide"], dtype=torch.long)  # (R,)
+        self.quantized = joined(parts["quantized"])  # (Q,)
+        self.wide = joined(parts["wide"])  # (R,)
+        self.full = joined(parts["full"])  # (F,)
+        self.group = joined(groups["quantized"])  # (Q,)
+        self.wide_group = joined(groups["wide"])  # (R,)
         self.groups = group
         self.n_params = offset
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rapidinr.codec import fileformat
-from rapidinr.codec.inrset import INRSet
+from rapidinr.codec.inrset import INRSet, check_arch_size, check_labels
 from rapidinr.codec.measure import measure_set
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
@@ -48,14 +50,14 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = 
     learned-init file's path, or a :class:`~rapidinr.encoding.learned_init.LearnedInit` (see ``meta.py``).
     ``steps`` / ``lr``: default 2000 and 1e-3, or a learned init's recommended values.
     """
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        raise UserError("encode: images must be a uint8 tensor N×C×H×W")
-    n, c, h, w = images.shape
+    check_images(images)
+    _, c, h, w = images.shape
     if isinstance(arch, str):
         arch = Arch.parse(arch, channels=c, w0=options.pop("w0", Arch.w0))
     elif arch.channels != c:
         arch = dataclasses.replace(arch, channels=c)
     cfg = FitConfig(**fit_settings(None, steps, lr), **options)  # bad options fail before any work
+    check_run(images, arch, cfg, labels, class_names)
     dev = resolve_device(device)
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
     cfg = dataclasses.replace(cfg, **fit_settings(learned, steps, lr))
@@ -66,6 +68,50 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = 
     meta = {"fit": _fit_meta(cfg), "refits": result.refits, "image_steps": result.image_steps,
             "encode_seconds": round(seconds, 3), "device": str(dev), "init": init_meta}
     return _finish(images, result.params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+
+
+def check_images(images) -> None:
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+        raise UserError("encode: images must be a uint8 tensor N×C×H×W")
+    if images.shape[1] not in (1, 3) or images.shape[2] < 1 or images.shape[3] < 1:
+        raise UserError(f"encode: images must be N×C×H×W with C = 1 or 3 and H, W >= 1, got {tuple(images.shape)}")
+
+
+MAX_SEED = 2**32 - 1  # image i is seeded with seed + i; torch takes seeds below 2^64
+
+
+def check_run(images, arch: Arch, cfg: FitConfig, labels, class_names, memory: bool = False) -> None:
+    """What would make the encode fail or its file unloadable, refused before any fitting:
+    labels and class names, the seed, the architecture's size, the memory budget (a finite
+    number; with ``memory``, also large enough for one image: :func:`check_memory`)."""
+    try:
+        check_labels(labels, class_names, images.shape[0])
+    except UserError as err:
+        raise UserError(f"encode: {err}") from None
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED - images.shape[0]:
+        raise UserError(f"--seed: expected an integer 0..{MAX_SEED - images.shape[0]}, got {cfg.seed!r}")
+    budget = cfg.memory_budget_mb
+    if isinstance(budget, bool) or not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+        raise UserError(f"--memory-mb: expected a finite number of MiB above 0, got {budget!r}")
+    if memory:
+        check_memory(arch, images.shape[2], images.shape[3], cfg)
+    check_arch_size(arch)
+
+
+def check_memory(arch: Arch, height: int, width: int, cfg: FitConfig) -> None:
+    """One image must fit ``--memory-mb`` (unless --batch-size sets the chunk by hand): past it the
+    fit would ignore the budget, so refuse it with what to do."""
+    budget = cfg.memory_budget_mb
+    if cfg.chunk_size is not None:
+        return
+    # chunk_size_for never answers below one image; asked for SCALE times the budget, it answers
+    # SCALE times the images that fit (rounded down), so one image fits iff it answers >= SCALE.
+    scale = 1 << 20
+    answer = chunk_size_for(arch, height * width, dataclasses.replace(cfg, memory_budget_mb=budget * scale))
+    if answer < scale:
+        need = budget * scale / max(answer, 1)
+        raise UserError(f"--memory-mb {budget:g}: one {height}x{width} image needs about {need:.0f} MiB to fit "
+                        f"with arch {arch.name}; pass --size to shrink the images or a larger --memory-mb")
 
 
 def _finish(images, params, arch: Arch, cfg: FitConfig, compression, dev, meta: dict, labels, class_names,
@@ -101,7 +147,9 @@ class Checkpoint:
 
     Each chunk file is written atomically, so a killed run loses at most the chunk in flight.
     ``manifest.json`` pins what the run was (source, sizes, architecture, fitting settings) so
-    ``--resume`` never mixes chunks of two different runs.
+    ``--resume`` never mixes chunks of two different runs, and each chunk file carries the
+    fingerprint of the images it was fitted to (:func:`chunk_fingerprint`), so a chunk whose
+    images changed since is refitted.
     """
 
     def __init__(self, out: Path, manifest: dict):
@@ -135,30 +183,43 @@ class Checkpoint:
             try:
                 header, tensors, _ = fileformat.read(path)
                 index = int(header["chunk"])
-                done[index] = (tensors["params"], tensors["psnr"], int(header.get("refits", 0)))
+                done[index] = (tensors["params"], tensors["psnr"], int(header.get("refits", 0)),
+                               str(header["fingerprint"]))
             except (UserError, KeyError, ValueError, TypeError):
                 path.unlink(missing_ok=True)  # a damaged checkpoint is refitted, not trusted
         return done
 
-    def save(self, index: int, params: torch.Tensor, psnr: torch.Tensor, refits: int) -> None:
+    def save(self, index: int, params: torch.Tensor, psnr: torch.Tensor, refits: int, fingerprint: str) -> None:
         fileformat.write(self.dir / f"chunk-{index:06d}.rinrchunk",
-                         {"chunk": index, "refits": refits}, {"params": params, "psnr": psnr})
+                         {"chunk": index, "refits": refits, "fingerprint": fingerprint},
+                         {"params": params, "psnr": psnr})
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def chunk_fingerprint(images: torch.Tensor, names: list[str] | None) -> str:
+    """SHA-256 over a chunk's image names and every pixel, in order (uint8 (n, C, H, W))."""
+    digest = hashlib.sha256(json.dumps([list(images.shape), list(names or [])]).encode())
+    digest.update(images.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels=None, class_names=None,
                    source: str = "", resume: bool = False, overwrite: bool = False,
-                   progress: bool = True, compression=None, init=None) -> INRSet:
+                   progress: bool = True, compression=None, init=None, names: list[str] | None = None) -> INRSet:
     """Encode ``images`` into ``out`` chunk by chunk, checkpointing each chunk; resumable.
 
     ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs after round 1's chunks.
     ``init``: as for :func:`encode` (random, learned, a learned-init path or a LearnedInit).
 
+    ``names``: one per image (file names), part of each chunk's fingerprint for ``resume``.
+
     The final file appears atomically at the end; the checkpoint folder is then removed.
     """
     out = Path(out)
+    check_images(images)
+    check_run(images, arch, cfg, labels, class_names, memory=True)
     if out.exists() and not (overwrite or resume):
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
     if out.exists() and out.is_dir():
@@ -169,8 +230,7 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
     chunk = chunk_size_for(arch, h * w, cfg)
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
     manifest = {"images": n, "shape": [c, h, w], "arch": arch.to_json(), "fit": _fit_meta(cfg),
-                "chunk": chunk, "source": source, "init": init_meta,
-                "sample_sum": int(images[:: max(1, n // 64)].long().sum())}
+                "chunk": chunk, "source": source, "init": init_meta}
     checkpoint = Checkpoint(out, manifest)
     if checkpoint.exists() and not (resume or overwrite):
         raise UserError(f"{checkpoint.dir}: an interrupted encode left its chunks here; "
@@ -179,8 +239,13 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
         raise UserError(f"{out}: already exists and there is no interrupted run to resume "
                         "(pass --overwrite to encode it again)")
     done = checkpoint.start(resume)
-    done = {i: d for i, d in done.items()  # a chunk of the wrong shape is refitted, not trusted
-            if tuple(d[0].shape) == (min(chunk, n - i * chunk), arch.n_params)}
+
+    def fingerprint(index: int) -> str:
+        rows = slice(index * chunk, min((index + 1) * chunk, n))
+        return chunk_fingerprint(images[rows], names[rows] if names else None)
+
+    done = {i: d for i, d in done.items()  # a chunk of the wrong shape or other images is refitted
+            if tuple(d[0].shape) == (min(chunk, n - i * chunk), arch.n_params) and d[3] == fingerprint(i)}
     first_missing = next(i for i in range(len(done) + 1) if i not in done)
     dev = resolve_device(str(device))
     cfg = dataclasses.replace(cfg, chunk_size=chunk)
@@ -188,7 +253,7 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
     counted = [0]  # fit reports refits summed over the run; a chunk file keeps only its own
 
     def save_chunk(index, first_row, part):
-        checkpoint.save(index, part.params, part.train_psnr, part.refits - counted[0])
+        checkpoint.save(index, part.params, part.train_psnr, part.refits - counted[0], fingerprint(index))
         counted[0] = part.refits
 
     result = fit(images, arch, cfg, device=dev, progress=progress, start_chunk=first_missing,

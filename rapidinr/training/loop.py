@@ -252,6 +252,8 @@ def load_train_data(spec: str, test_spec: str | None = None, limit: int | None =
     source it was encoded from. ``decode_inr`` also decodes the set to uint8 images, so that the
     pixel pipelines can train on the INR's reconstructions.
     """
+    if test_limit is not None and test_limit < 1:  # load_source would name --limit
+        raise UserError(f"--test-limit must be >= 1, got {test_limit}")
     if str(spec).endswith(".rinr"):
         if not Path(spec).is_file():
             raise UserError(f"{spec}: no such file")
@@ -259,6 +261,8 @@ def load_train_data(spec: str, test_spec: str | None = None, limit: int | None =
         if inrs.labels is None:
             raise UserError(f"{spec}: the .rinr file holds no labels; training needs labels "
                             "(encode a source with classes: class subfolders or a named dataset)")
+        if len(inrs) == 0:
+            raise UserError(f"{spec}: the .rinr file holds no images to train on")
         if limit is not None:
             inrs = _subset_inr(inrs, limit)
         test_spec = test_spec or test_source_for(inrs.meta.get("source", ""))
@@ -266,6 +270,9 @@ def load_train_data(spec: str, test_spec: str | None = None, limit: int | None =
             raise UserError(f"{spec}: cannot tell which test images go with it "
                             f"(source {inrs.meta.get('source')!r}); pass --test SOURCE")
         test = load_source(test_spec, split="test", limit=test_limit)
+        if test.labels is None or test.images.shape[1] != inrs.channels:  # checked before any training
+            raise UserError(f"--test {test_spec}: needs labelled images with as many channels as {spec} "
+                            f"({inrs.channels}; the test set has {test.images.shape[1]})")
         images = None
         if decode_inr:
             images = torch.cat([to_uint8(inrs.decode(torch.arange(s, min(s + 512, len(inrs))))).cpu()
@@ -275,6 +282,8 @@ def load_train_data(spec: str, test_spec: str | None = None, limit: int | None =
     train_set = load_source(spec, split="train", limit=limit)
     if train_set.labels is None:
         raise UserError(f"source {spec!r} has no labels; training needs a labelled source")
+    if len(train_set) == 0:
+        raise UserError(f"source {spec!r} holds no images to train on")
     if test_spec is None:
         test_spec = test_source_for(spec)
         if test_spec is None:
