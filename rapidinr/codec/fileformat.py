@@ -13,7 +13,9 @@ would disagree about the same bytes).
 Version 1 files (``payload_sha256`` over the payload only) still read, with a warning that their
 header is unprotected.
 
-This is the only module that knows the file's bytes. Reading checks the header size, the JSON,
+This module alone reads and writes the container (header, tensor table, digest); what the
+tensors hold (quantized codes, packed masks, zstd frames) is laid out by the stores
+(:mod:`rapidinr.codec.store`). Reading checks the header size, the JSON,
 every dtype, shape and offset *before* any tensor is built, then reads each tensor straight
 into its own memory while hashing it (never the whole file into a buffer to copy from), and never executes
 anything from the file (raw numbers only; no pickle anywhere). Writing serializes once: the

@@ -300,7 +300,8 @@ def _check_int(path, header: dict, key: str, low: int, high: int) -> int:
 
 
 def load(path: str | Path, device="cpu") -> INRSet:
-    """Read a .rinr file, verify it, and bring the whole set onto ``device`` in one transfer."""
+    """Read a .rinr file, verify it, and bring the whole set onto ``device`` once, at load
+    (a copy per stored tensor; nothing moves again while batches are decoded)."""
     device = resolve_load_device(device)
     header, tensors, file_bytes = fileformat.read(path)
     n = _check_int(path, header, "images", 0, 2**31)

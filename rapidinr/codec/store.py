@@ -36,7 +36,7 @@ class DenseStore:
         return self.params.numel() * self.params.element_size()
 
     def to(self, device) -> "DenseStore":
-        return DenseStore(self.params.to(device))  # one transfer
+        return DenseStore(self.params.to(device))  # one copy of the (N, P) matrix
 
     def gather(self, indices: torch.Tensor) -> torch.Tensor:
         """float32 weights of the images at ``indices`` (B,) → (B, P)."""
