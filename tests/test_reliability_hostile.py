@@ -327,3 +327,13 @@ def test_write_atomic_fsyncs_the_folder_and_honours_the_umask(tmp_path, monkeypa
     umask = int(next(line.split()[1] for line in status if line.startswith("Umask:")), 8)
     assert stat.S_IMODE((tmp_path / "x.bin").stat().st_mode) == 0o666 & ~umask
     assert (tmp_path / "x.bin").read_bytes() == b"abc" and os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_a_header_with_its_own_sha256_field_keeps_it(tmp_path):
+    """Learned-init headers carry the weights' sha256; the file's digest has a key of its own."""
+    fileformat.write(tmp_path / "x.rinr", {"sha256": "ab" * 32, "meta": {"sha256": "0" * 64}}, {"t": torch.ones(3)})
+    header, tensors, _ = fileformat.read(tmp_path / "x.rinr")
+    assert header["sha256"] == "ab" * 32 and header["meta"] == {"sha256": "0" * 64}
+    assert len(header[fileformat.DIGEST_KEY]) == 64 and torch.equal(tensors["t"], torch.ones(3))
+    with pytest.raises(UserError, match="the file's own"):
+        fileformat.write(tmp_path / "y.rinr", {fileformat.DIGEST_KEY: "x"}, {"t": torch.ones(3)})

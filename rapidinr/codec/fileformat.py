@@ -3,7 +3,7 @@
 Layout (safetensors, https://github.com/huggingface/safetensors): 8-byte little-endian header
 length, a JSON header (tensor table plus ``__metadata__``), then the raw tensor bytes. Our header
 lives in ``__metadata__["rapidinr"]`` as a JSON string and carries ``format_version`` and
-``sha256``: the SHA-256 of the *canonical* header (our header without the digest and the tensor
+``file_sha256``: the SHA-256 of the *canonical* header (our header without the digest and the tensor
 table, each as sorted compact JSON) followed by every payload byte. So a file verifies itself:
 an edit of any field that means something (``w0``, ``height``, class names, a tensor's shape or
 offsets) is a digest mismatch, while whitespace or key order, which mean nothing, are not.
@@ -40,7 +40,7 @@ from rapidinr.core.version import __version__
 MAGIC_KEY = "rapidinr"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-DIGEST_KEY = "sha256"  # version 2: canonical header + payload
+DIGEST_KEY = "file_sha256"  # version 2: canonical header + payload (headers may hold a "sha256" of their own)
 V1_DIGEST_KEY = "payload_sha256"  # version 1: payload only
 SUFFIX = ".rinr"
 MAX_HEADER_BYTES = 64 << 20  # a header past this is corrupt (ours are a few kB per class list)
@@ -115,9 +115,10 @@ def _head_bytes(header: dict, table: dict) -> bytes:
 
 
 def _prepare(header: dict, tensors: dict[str, torch.Tensor]):
-    # the digest's key first, so its slot is the first "sha256" in the header (meta may hold others)
-    full = {DIGEST_KEY: _PLACEHOLDER, "format": MAGIC_KEY, "format_version": FORMAT_VERSION,
-            **{k: v for k, v in header.items() if k != DIGEST_KEY}}
+    if DIGEST_KEY in header or V1_DIGEST_KEY in header:
+        raise UserError(f"header fields {DIGEST_KEY!r} and {V1_DIGEST_KEY!r} are the file's own")
+    # the digest's key first, so its slot is the first one in the header (nested meta may hold another)
+    full = {DIGEST_KEY: _PLACEHOLDER, "format": MAGIC_KEY, "format_version": FORMAT_VERSION, **header}
     table, views, payload = _plan(tensors)
     return full, table, views, payload
 
@@ -126,7 +127,7 @@ def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> i
     """Write a .rinr file atomically, serializing once; returns its size in bytes."""
     full, table, views, payload = _prepare(header, tensors)
     head = _head_bytes(full, table)
-    key = f'{{\\"{DIGEST_KEY}\\": \\"'.encode()  # {\"sha256\": \" inside the JSON-quoted header
+    key = f'{{\\"{DIGEST_KEY}\\": \\"'.encode()  # {\"file_sha256\": \" inside the JSON-quoted header
     slot = head.index(key + _PLACEHOLDER.encode()) + len(key)
 
     def emit(handle) -> None:
