@@ -77,3 +77,9 @@ def test_sixteen_bit_png_is_scaled_to_eight_bits(tmp_path):
 def test_bad_sizes_are_clear_errors(text):
     with pytest.raises(UserError, match="--size"):
         parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["0_1x4", "\u0663\u0662x32", " 32x32", "32x", "x32", "3.5x4", "0x4", "32x32x3"])
+def test_size_accepts_ascii_digits_only(text):
+    with pytest.raises(UserError, match="--size"):
+        parse_size(text)

@@ -62,10 +62,8 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     parts = str(text).lower().split("x")
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError:
-        dims = []
+    # ASCII digits only: int() would also take "0_1" and other scripts' digits
+    dims = [int(p) for p in parts] if all(p.isascii() and p.isdigit() for p in parts) else []
     if len(dims) == 1:
         dims = dims * 2
     if len(dims) != 2 or not all(1 <= d <= 16384 for d in dims):
