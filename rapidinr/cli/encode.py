@@ -73,7 +73,7 @@ def run(args) -> int:
         return _run_sharded(args, data, arch, cfg, device, compression, out, init)
     inrs = encode_to_file(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
                           resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                          compression=compression, init=init)
+                          compression=compression, init=init, steps=cfg.steps, lr=cfg.lr)
     info = inrs.info()
     print(f"wrote {out}: {info['images']} images {info['height']}x{info['width']}, arch {arch.name}, "
           f"{info['bytes_per_image']:.0f} B/image ({info['bpp']:.2f} bpp), PSNR {info['psnr_mean']:.2f} dB"

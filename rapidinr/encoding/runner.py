@@ -165,11 +165,15 @@ class Checkpoint:
 
 def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels=None, class_names=None,
                    source: str = "", resume: bool = False, overwrite: bool = False,
-                   progress: bool = True, compression=None, init=None) -> INRSet:
+                   progress: bool = True, compression=None, init=None, steps: int | None = None,
+                   lr: float | None = None) -> INRSet:
     """Encode ``images`` into ``out`` chunk by chunk, checkpointing each chunk; resumable.
 
     ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs after round 1's chunks.
     ``init``: as for :func:`encode` (random, learned, a learned-init path or a LearnedInit).
+    ``steps`` / ``lr``: as for :func:`encode`: where None, a learned init's recommended fit
+    (chosen on held-out images, init_tuning.py) replaces ``cfg``'s value; with a random init, or
+    an init that recommends nothing, ``cfg``'s values stand. Pass them to pin ``cfg``'s values.
 
     The final file appears atomically at the end; the checkpoint folder is then removed.
     """
@@ -183,6 +187,9 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
     n, c, h, w = images.shape
     chunk = chunk_size_for(arch, h * w, cfg)
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
+    recommended = (learned.recommended_fit if learned is not None else None) or {}
+    cfg = dataclasses.replace(cfg, steps=steps if steps is not None else recommended.get("steps", cfg.steps),
+                              lr=lr if lr is not None else recommended.get("lr", cfg.lr))
     manifest = {"images": n, "shape": [c, h, w], "arch": arch.to_json(), "fit": _fit_meta(cfg),
                 "chunk": chunk, "source": source, "init": init_meta,
                 "sample_sum": int(images[:: max(1, n // 64)].long().sum())}

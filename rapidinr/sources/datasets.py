@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,18 @@ from skimage import data as skdata
 from rapidinr.core.errors import UserError
 from rapidinr.sources.images import IMAGE_SUFFIXES, read_image, resize_images, stack_images
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+def package_data_dir() -> Path:
+    """Where the package's data lives: ``rapidinr/data`` inside an installed wheel (the top-level
+    ``data/`` copied in at build time, pyproject.toml's package-dir mapping), found through
+    :mod:`importlib.resources`; in a source checkout, the top-level ``data/`` itself."""
+    installed = resources.files("rapidinr") / "data"
+    if installed.is_dir():  # a wheel install unpacks to real files: a Traversable that is a Path
+        return Path(str(installed))
+    return Path(__file__).resolve().parents[2] / "data"
+
+
+DATA_DIR = package_data_dir()
 DEFAULT_DIR = DATA_DIR / "fashion-mnist"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
