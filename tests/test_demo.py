@@ -55,3 +55,4 @@ def test_demo_bad_options(tmp_path, capsys, argv, message):
     assert main(["demo", "-o", str(tmp_path), "--images", "1", *argv]) == 2
     assert message in capsys.readouterr().err
 
+

@@ -13,6 +13,7 @@ Conventions (see DESIGN.md):
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 
@@ -98,7 +99,9 @@ def forward(params: torch.Tensor, arch: Arch, coords: torch.Tensor) -> torch.Ten
 # faults on every allocation.
 CPU_MICRO_BATCH_BYTES = 6 << 20
 
-_WORKSPACE: dict = {}  # CPU only: reusable activation buffers for the shape last used
+# CPU only: reusable activation buffers for the shape last used, one set per thread: two fits
+# in two threads (a notebook's background fit, a thread pool) must never write each other's buffers.
+_WORKSPACE = threading.local()
 _WORKSPACE_MAX_BYTES = 64 << 20  # larger sets of buffers are plain temporaries, never kept
 
 
@@ -111,15 +114,18 @@ def _workspace(n: int, points: int, arch: Arch, dtype, device) -> dict:
     """
     shapes = tuple(arch.layer_shapes())
     key = (points, shapes, dtype, str(device))
-    ws = _WORKSPACE.get(key)
+    kept = getattr(_WORKSPACE, "buffers", None)
+    if kept is None:
+        kept = _WORKSPACE.buffers = {}
+    ws = kept.get(key)
     if ws is None or ws["rows"] < n:
         new = lambda width: torch.empty((n, points, width), dtype=dtype, device=device)  # noqa: E731
         ws = {"rows": n, "sin": [new(o) for _, o in shapes[:-1]], "cos": [new(o) for _, o in shapes[:-1]],
               "g": [None] + [new(i) for i, _ in shapes[1:]], "out": new(shapes[-1][1])}
         nbytes = sum(t.nbytes for t in [*ws["sin"], *ws["cos"], *ws["g"][1:], ws["out"]])
-        _WORKSPACE.clear()
+        kept.clear()
         if torch.device(device).type == "cpu" and nbytes <= _WORKSPACE_MAX_BYTES:
-            _WORKSPACE[key] = ws
+            kept[key] = ws
     if ws["rows"] == n:
         return ws
     return {"rows": n, "sin": [t[:n] for t in ws["sin"]], "cos": [t[:n] for t in ws["cos"]],

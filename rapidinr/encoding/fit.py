@@ -141,7 +141,7 @@ def _refit_diverged(targets, coords, arch, cfg, params0, seeds, fresh_draws, chu
     """Refit a chunk's diverged (or collapsed) rows, up to ``cfg.max_refits`` times at a halving rate,
     each from a fresh SIREN draw (``fresh_draws``) or from the row's own start ``params0`` (n, P).
     A refit's weights replace ``best``/``psnr`` (n, P)/(n,) in place where better.
-    Returns (rows refitted, image-steps run)."""
+    Returns (rows refitted, image-steps run): an image refitted twice counts once."""
     refits = image_steps = 0
     device = best.device
     lr = cfg.lr
@@ -149,7 +149,8 @@ def _refit_diverged(targets, coords, arch, cfg, params0, seeds, fresh_draws, chu
         rows = diverged.nonzero().flatten()
         if rows.numel() == 0:
             break
-        refits += rows.numel()
+        if attempt == 0:  # later attempts refit a subset of these rows
+            refits = rows.numel()
         lr *= cfg.refit_lr_factor
         if fresh_draws:
             fresh_seeds = [s + (attempt + 1) * 1_000_003 for s in (seeds[i] for i in rows.tolist())]

@@ -15,6 +15,7 @@ from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.core.files import remove_stale_temporaries, write_atomic
 from rapidinr.core.metrics import psnr as psnr_of
+from rapidinr.core.threads import encoder_threads
 from rapidinr.encoding.compress import compress
 from rapidinr.encoding.fit import chunk_size_for, fit
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
@@ -75,12 +76,18 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = 
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
     cfg = dataclasses.replace(cfg, **fit_settings(learned, steps, lr))
     start = time.perf_counter()
-    result = fit(images, arch, cfg, device=dev, progress=progress,
-                 init=learned.params if learned is not None else None)
-    seconds = time.perf_counter() - start
-    meta = {"fit": _fit_meta(cfg), "refits": result.refits, "image_steps": result.image_steps,
-            "encode_seconds": round(seconds, 3), "device": str(dev), "init": init_meta}
-    return _finish(images, result.params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+    with encoder_threads() as threads:  # no more CPU threads than the cores other processes leave free
+        result = fit(images, arch, cfg, device=dev, progress=progress, on_check=_refresh(threads),
+                     init=learned.params if learned is not None else None)
+        seconds = time.perf_counter() - start
+        meta = {"fit": _fit_meta(cfg), "refits": result.refits, "image_steps": result.image_steps,
+                "encode_seconds": round(seconds, 3), "device": str(dev), "init": init_meta}
+        return _finish(images, result.params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+
+
+def _refresh(threads):
+    """fit's ``on_check`` hook: the thread policy looks at the load again (at most every few s)."""
+    return lambda step, rows, psnr: threads.refresh()
 
 
 def _finish(images, params, arch: Arch, cfg: FitConfig, compression, dev, meta: dict, labels, class_names,
@@ -213,18 +220,20 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
         checkpoint.save(index, part.params, part.train_psnr, part.refits - counted[0])
         counted[0] = part.refits
 
-    result = fit(images, arch, cfg, device=dev, progress=progress, start_chunk=first_missing,
-                 on_chunk=save_chunk, init=learned.params if learned is not None else None)
-    params = result.params
-    refits = result.refits
-    for index in range(first_missing):
-        rows = slice(index * chunk, min((index + 1) * chunk, n))
-        params[rows] = done[index][0]
-        refits += done[index][2]
-    meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits,
-            "encode_seconds": round(time.perf_counter() - start, 3), "device": str(dev),
-            "resumed_chunks": first_missing, "init": init_meta}
-    inrs = _finish(images, params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+    with encoder_threads() as threads:  # no more CPU threads than the cores other processes leave free
+        result = fit(images, arch, cfg, device=dev, progress=progress, start_chunk=first_missing,
+                     on_chunk=save_chunk, on_check=_refresh(threads),
+                     init=learned.params if learned is not None else None)
+        params = result.params
+        refits = result.refits
+        for index in range(first_missing):
+            rows = slice(index * chunk, min((index + 1) * chunk, n))
+            params[rows] = done[index][0]
+            refits += done[index][2]
+        meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits,
+                "encode_seconds": round(time.perf_counter() - start, 3), "device": str(dev),
+                "resumed_chunks": first_missing, "init": init_meta}
+        inrs = _finish(images, params, arch, cfg, compression, dev, meta, labels, class_names, progress)
     inrs.save(out)
     checkpoint.remove()
     remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write

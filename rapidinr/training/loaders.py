@@ -98,10 +98,10 @@ class InrLoader(_IndexedLoader):
         self.inrs, self.memory_budget_mb = inrs, memory_budget_mb
 
     def decode(self, rows: torch.Tensor, boxes: augment.Boxes) -> torch.Tensor:
-        """Decode images ``rows`` through their boxes → normalized (B, C, H, W), channels-last memory."""
+        """Decode images ``rows`` (CPU int64 (B,)) through their boxes → normalized (B, C, H, W), channels-last memory."""
         h, w = self.aug.size
         coords = augment.box_coords(boxes, self.aug.size, device=self.device)  # (B, H*W, 2)
-        flat = self.inrs.decode_at(rows.to(self.device), coords, self.memory_budget_mb)  # (B, H*W, C)
+        flat = self.inrs.decode_at(rows, coords, self.memory_budget_mb)  # (B, H*W, C); rows on the CPU
         if self.aug.resolved_mode == "pad-crop":
             flat.mul_(augment.inside(coords))  # the padding is black, as in the pixel pipelines
         images = flat.view(-1, h, w, flat.shape[-1]).permute(0, 3, 1, 2)  # (B, C, H, W), NHWC memory
@@ -111,7 +111,8 @@ class InrLoader(_IndexedLoader):
         labels = self.inrs.labels
         for rows, boxes in self._batches():
             rows_dev = rows.to(self.device)
-            yield self.decode(rows_dev, boxes), labels.index_select(0, rows_dev)
+            # CPU rows to decode: INRSet checks their range on the CPU, no host sync per batch
+            yield self.decode(rows, boxes), labels.index_select(0, rows_dev)
 
 
 class TensorLoader(_IndexedLoader):
@@ -130,7 +131,7 @@ class TensorLoader(_IndexedLoader):
         for rows, boxes in self._batches():
             rows_dev = rows.to(self.device)
             batch = self.images.index_select(0, rows_dev)  # (B, C, H, W) uint8
-            images = augment.apply_pixels(batch, boxes.to(self.device), self.aug.size)
+            images = augment.apply_pixels(batch, boxes, self.aug.size)  # CPU boxes
             yield augment.normalize(images, self.aug), self.labels.index_select(0, rows_dev)
 
 
@@ -262,7 +263,7 @@ class NvjpegLoader(_IndexedLoader):
             data = [self.encoded[i] for i in rows.tolist()]
             decoded = decode_jpeg(data, mode=mode, device=self.device)  # list of (C, h, w) uint8
             batch = resize_images(torch.stack(decoded), self.aug.size)  # (B, C, H, W)
-            images = augment.apply_pixels(batch, boxes.to(self.device), self.aug.size)
+            images = augment.apply_pixels(batch, boxes, self.aug.size)  # CPU boxes
             yield augment.normalize(images, self.aug), self.labels.index_select(0, rows.to(self.device))
 
 
