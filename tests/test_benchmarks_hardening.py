@@ -1,0 +1,40 @@
+"""Benchmarks of issue 14 at smoke sizes: Fig. 7 over seeds, the contention table's arithmetic."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_training_accuracy_reports_mean_and_std_over_seeds(benchmark_script, tmp_path):
+    module = benchmark_script("training_accuracy")
+    out = tmp_path / "acc.json"
+    assert module.main(["--images", "16", "--epochs", "1", "--encode-steps", "3", "--test-images", "16",
+                        "--batch-size", "8", "--skip-jpeg-fp32", "--seeds", "2", "--output", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]["variants"]
+    assert json.loads(out.read_text())["settings"]["seeds"] == 2
+    for row in rows:
+        assert len(row["accuracy_per_seed"]) == 2
+        mean = sum(row["accuracy_per_seed"]) / 2
+        assert row["accuracy"] == pytest.approx(mean)
+        assert row["accuracy_std"] == pytest.approx(abs(row["accuracy_per_seed"][0] - mean) * 2 ** 0.5)
+
+
+def test_contention_fair_share_arithmetic(benchmark_script):
+    module = benchmark_script("contention")
+    rows = [{"variant": "one-thread", "busy": 0, "other_load": 0.0, "seconds": 2.0},
+            {"variant": "policy", "busy": 2, "other_load": 0.0, "seconds": 6.0},
+            {"variant": "policy", "busy": 4, "other_load": 1.0, "seconds": 6.0}]
+    module.fair_ratios(rows, cores=2)
+    # one process among 3 on 2 cores: 2 s of one core's work takes 3 s at a fair share
+    assert [r["fair_seconds"] for r in rows] == [2.0, 3.0, 6.0]
+    assert [r["vs_fair"] for r in rows] == [1.0, 2.0, 1.0]
+
+
+def test_contention_starts_and_stops_its_busy_processes(benchmark_script):
+    module = benchmark_script("contention")
+    procs = module.start_busy(2)
+    assert all(p.poll() is None for p in procs)
+    module.stop_busy(procs)
+    assert all(p.poll() is not None for p in procs)
