@@ -175,7 +175,8 @@ def _loss_and_grad_into(params, arch, coords, target, mse_out, grad_out) -> None
     ws = _workspace(n, target.shape[1], arch, params.dtype, params.device)
     inputs = [_first_input(coords.to(params.dtype), n)]  # (n, P, 2), then each layer's sine output
     for i, (weight, bias) in enumerate(layers[:-1]):
-        z = torch.bmm(inputs[-1], weight * w0, out=ws["cos"][i]).add_(bias * w0)  # (n, P, H)
+        multiply = first_layer if i == 0 else torch.bmm
+        z = multiply(inputs[-1], weight * w0, out=ws["cos"][i]).add_(bias * w0)  # (n, P, H)
         inputs.append(torch.sin(z, out=ws["sin"][i]))
         torch.cos(z, out=z)  # the buffer now holds cos(z) for the backward pass
     weight, bias = layers[-1]
@@ -191,10 +192,37 @@ def _loss_and_grad_into(params, arch, coords, target, mse_out, grad_out) -> None
         scale = 1.0 if i == last else w0
         if i < last:
             g = ws["cos"][i].mul_(g)  # d/dz without the w0 factor, (n, P, H)
-        grad_weight.copy_(torch.bmm(inputs[i].transpose(1, 2), g).mul_(scale))  # (n, in, out)
+        if i == 0:
+            grad_weight.copy_(first_layer_grad(inputs[0], g).mul_(scale))  # (n, 2, out)
+        else:
+            grad_weight.copy_(torch.bmm(inputs[i].transpose(1, 2), g).mul_(scale))  # (n, in, out)
         grad_bias.copy_(g.sum(dim=1, keepdim=True).mul_(scale))
         if i > 0:
             g = torch.bmm(g, (weight * scale).transpose(1, 2), out=ws["g"][i])  # dL/d(input of layer i), (n, P, in)
+
+
+def exact_first_layer(device) -> bool:
+    """Whether the first layer is computed elementwise: on CUDA, where TF32 tensor cores would
+    round the coordinates and first-layer weights to 10 mantissa bits, an error that w0 = 30
+    multiplies into the sine's phase. The CPU's bmm is float32 anyway."""
+    return torch.device(device).type == "cuda"
+
+
+def first_layer(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``bmm(x, weight)`` for the first layer, x (n, P, 2) @ weight (n, 2, H) → (n, P, H); on CUDA
+    as two elementwise products (always float32, never TF32: :func:`exact_first_layer`)."""
+    if not exact_first_layer(x.device):
+        return torch.bmm(x, weight, out=out)
+    z = torch.mul(x[..., 0:1], weight[:, 0:1, :], out=out)  # (n, P, H)
+    return z.addcmul_(x[..., 1:2], weight[:, 1:2, :])
+
+
+def first_layer_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``bmm(x.transpose(1, 2), g)`` for the first layer's weights: x (n, P, 2), g (n, P, H) → (n, 2, H);
+    on CUDA as elementwise products and sums (float32, never TF32)."""
+    if not exact_first_layer(x.device):
+        return torch.bmm(x.transpose(1, 2), g)
+    return torch.stack([(x[..., k : k + 1] * g).sum(dim=1) for k in range(x.shape[-1])], dim=1)
 
 
 def loss_and_grad_functional(params: torch.Tensor, arch: Arch, coords: torch.Tensor,
