@@ -12,7 +12,7 @@ from rapidinr.core.distributed import from_env
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.compress import CompressConfig
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
-from rapidinr.encoding.runner import encode_to_file, resolve_device
+from rapidinr.encoding.runner import device_chunking, encode_to_file, resolve_device
 from rapidinr.encoding.sharded import encode_sharded
 from rapidinr.sources.datasets import load_source, parse_size
 
@@ -32,7 +32,8 @@ def add(sub):
     p.add_argument("--target-psnr", type=float, help="stop an image once it reaches this PSNR (dB)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--batch-size", type=int, help="images fitted at once (default: from --memory-mb)")
-    p.add_argument("--memory-mb", type=float, default=1024, help="working memory per chunk (default 1024)")
+    p.add_argument("--memory-mb", type=float, default=None, help="working memory per chunk (default: half the "
+                   "free memory of a CUDA device, else 1024)")
     p.add_argument("--precision", default="fp32", help="the fit's matmuls: fp32 (default) or tf32 (a CUDA "
                    "GPU's tensor cores; within 0.1 dB of fp32 in benchmarks/precision.py; the CPU computes "
                    "float32 either way)")
@@ -56,7 +57,8 @@ def run(args) -> int:
     if out.exists() and not (args.overwrite or args.resume):
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
     cfg = FitConfig(**fit_settings(None, args.steps, args.lr), target_psnr=args.target_psnr, seed=args.seed,
-                    chunk_size=args.batch_size, memory_budget_mb=args.memory_mb, precision=args.precision)
+                    chunk_size=args.batch_size, precision=args.precision,
+                    **({"memory_budget_mb": args.memory_mb} if args.memory_mb is not None else {}))
     arch_text = args.arch
     Arch.parse(arch_text, 3, args.w0)  # a nonsense --arch fails before any image is read
     compression = compression_config(args)  # bad compression options fail before any work too
@@ -69,6 +71,8 @@ def run(args) -> int:
         print(f"skipped {line}", file=sys.stderr)
     init = resolve_init_option(args, arch, data.images.shape)  # -- learned init (meta.py) --
     cfg = recommended_config(args, cfg, init)
+    if args.memory_mb is None:  # on CUDA: chunks sized from the free device memory
+        cfg = device_chunking(cfg, arch, data.images.shape[2] * data.images.shape[3], device)
     if _world_size() > 1:  # under torchrun: see the sharded-encode block at the end of this file
         return _run_sharded(args, data, arch, cfg, device, compression, out, init)
     inrs = encode_to_file(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,

@@ -38,6 +38,24 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+GPU_MEMORY_SHARE = 0.5  # of the device's free memory, for one chunk's fit (the rest: decoding, other work)
+
+
+def device_chunking(cfg: FitConfig, arch: Arch, pixels: int, device) -> FitConfig:
+    """``cfg`` with its chunk size from the CUDA device's free memory (``GPU_MEMORY_SHARE`` of it),
+    rounded down to a power of two so a resumed run on a slightly fuller device chunks the same;
+    unchanged on the CPU or where the caller fixed a chunk size. Call it only where the caller
+    left the memory budget to the device (``encode`` without ``memory_budget_mb``, the CLI
+    without ``--memory-mb``): a fixed 1 GB starves a large GPU and overflows a small one."""
+    dev = torch.device(device)
+    if dev.type != "cuda" or cfg.chunk_size is not None:
+        return cfg
+    free, _ = torch.cuda.mem_get_info(dev)
+    budget = dataclasses.replace(cfg, memory_budget_mb=max(1.0, GPU_MEMORY_SHARE * free / 2**20))
+    chunk = chunk_size_for(arch, pixels, budget)
+    return dataclasses.replace(budget, chunk_size=1 << (chunk.bit_length() - 1))
+
+
 def measure_psnr(inrs: INRSet, images: torch.Tensor, batch: int = 1024) -> torch.Tensor:
     """The one PSNR of every image's decode against the original (8-bit rounded). (N,)"""
     out = []
@@ -75,6 +93,8 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = 
     dev = resolve_device(device)
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
     cfg = dataclasses.replace(cfg, **fit_settings(learned, steps, lr))
+    if "memory_budget_mb" not in options:  # on CUDA: chunks sized from the free device memory
+        cfg = device_chunking(cfg, arch, h * w, dev)
     start = time.perf_counter()
     with encoder_threads() as threads:  # no more CPU threads than the cores other processes leave free
         result = fit(images, arch, cfg, device=dev, progress=progress, on_check=_refresh(threads),
