@@ -38,3 +38,13 @@ def test_contention_starts_and_stops_its_busy_processes(benchmark_script):
     assert all(p.poll() is None for p in procs)
     module.stop_busy(procs)
     assert all(p.poll() is not None for p in procs)
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_check_at_cpu_smoke_size(benchmark_script, tmp_path):
+    out = tmp_path / "gpu_check.json"
+    assert benchmark_script("gpu_check").main(["--smoke", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"loader-syncs", "epoch-timer", "precision", "chunking", "dali"}
+    assert results["epoch-timer"]["synchronizations"] == 2  # one per epoch (a no-op on the CPU)
+    assert all(row["ok"] in (True, None) for row in results.values())

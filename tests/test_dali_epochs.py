@@ -55,7 +55,7 @@ def test_drop_last_keeps_epochs_aligned(files):
 
 
 def test_pad_crop_offsets_are_uniform_over_whole_pixels():
-    from nvidia.dali import pipeline_def  # noqa: PLC0415  (optional dependency)
+    from nvidia.dali import pipeline_def  # optional dependency: only when DALI is installed
 
     pad = 4
 

@@ -90,7 +90,7 @@ class INRSet:
         # checked where the indices are, before the copy: CPU indices (a loader's) cost no device sync
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
             raise UserError(f"image index out of range: the set holds {len(self)} images (0..{len(self) - 1})")
-        return index.to(self.device)
+        return index.to(self.device, non_blocking=True)  # from pinned memory (a loader's): no sync
 
     # -- decoding ---------------------------------------------------------------------------
     def decode_at(self, indices, coords: torch.Tensor, memory_budget_mb: float = 256) -> torch.Tensor:

@@ -86,7 +86,16 @@ class Boxes:
         return self.top.shape[0]
 
     def to(self, device) -> "Boxes":
-        return Boxes(*(t.to(device) for t in (self.top, self.left, self.height, self.width, self.flip)))
+        return Boxes(*(to_device(t, device) for t in (self.top, self.left, self.height, self.width, self.flip)))
+
+
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """A small CPU tensor onto ``device`` without a host sync: CPU → CUDA goes through pinned
+    memory as a non-blocking copy (a blocking copy would wait for every kernel queued before it)."""
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def sample_boxes(n: int, cfg: AugmentConfig, generator: torch.Generator | None = None) -> Boxes:
@@ -177,12 +186,12 @@ def apply_pixels(images: torch.Tensor, boxes: Boxes, size: tuple[int, int]) -> t
     if whole:
         dy_cpu, dx_cpu = (boxes.top * h).round().long(), (boxes.left * w).round().long()  # (B,)
         pad = int(max(dy_cpu.abs().max(), dx_cpu.abs().max())) if b else 0
-        dy, dx = dy_cpu.to(x.device), dx_cpu.to(x.device)
+        dy, dx = to_device(dy_cpu, x.device), to_device(dx_cpu, x.device)
         if pad:
             x = F.pad(x, (pad, pad, pad, pad))  # zero fill, as torchvision's RandomCrop(padding=...)
         rows = dy[:, None] + pad + torch.arange(h, device=x.device)  # (B, H)
         cols = dx[:, None] + pad + torch.arange(w, device=x.device)  # (B, W)
-        cols = torch.where(boxes.flip.to(x.device)[:, None], cols.flip(1), cols)
+        cols = torch.where(to_device(boxes.flip, x.device)[:, None], cols.flip(1), cols)
         x = x.gather(2, rows[:, None, :, None].expand(b, c, h, x.shape[3]))  # (B, C, H, w+2p)
         return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))  # (B, C, H, W)
     grid = box_coords(boxes, size, device=x.device).view(b, h, w, 2)  # (B, H, W, 2) as (x, y)

@@ -110,7 +110,8 @@ class InrLoader(_IndexedLoader):
     def __iter__(self):
         labels = self.inrs.labels
         for rows, boxes in self._batches():
-            rows_dev = rows.to(self.device)
+            rows = rows.pin_memory() if self.device.type == "cuda" else rows  # copied without a sync
+            rows_dev = augment.to_device(rows, self.device)  # no host sync
             # CPU rows to decode: INRSet checks their range on the CPU, no host sync per batch
             yield self.decode(rows, boxes), labels.index_select(0, rows_dev)
 
@@ -129,7 +130,7 @@ class TensorLoader(_IndexedLoader):
 
     def __iter__(self):
         for rows, boxes in self._batches():
-            rows_dev = rows.to(self.device)
+            rows_dev = augment.to_device(rows, self.device)  # no host sync
             batch = self.images.index_select(0, rows_dev)  # (B, C, H, W) uint8
             images = augment.apply_pixels(batch, boxes, self.aug.size)  # CPU boxes
             yield augment.normalize(images, self.aug), self.labels.index_select(0, rows_dev)
@@ -264,7 +265,7 @@ class NvjpegLoader(_IndexedLoader):
             decoded = decode_jpeg(data, mode=mode, device=self.device)  # list of (C, h, w) uint8
             batch = resize_images(torch.stack(decoded), self.aug.size)  # (B, C, H, W)
             images = augment.apply_pixels(batch, boxes, self.aug.size)  # CPU boxes
-            yield augment.normalize(images, self.aug), self.labels.index_select(0, rows.to(self.device))
+            yield augment.normalize(images, self.aug), self.labels.index_select(0, augment.to_device(rows, self.device))
 
 
 # -- DALI ------------------------------------------------------------------------------------------
