@@ -26,12 +26,12 @@ def test_two_fits_in_two_threads_match_the_same_fits_run_alone():
     g = torch.Generator().manual_seed(0)
     jobs = [(siren.init_params(arch, range(k * 4, k * 4 + 4)), torch.rand(4, 256, 3, generator=g) * 2 - 1)
             for k in range(2)]
-    alone = [_steps(p, arch, coords, t, 150, None) for p, t in jobs]
+    alone = [_steps(p, arch, coords, t, 60, None) for p, t in jobs]
     together: list = [None, None]
     start = threading.Barrier(2)
 
     def run(k):
-        together[k] = _steps(*jobs[k][:1], arch, coords, jobs[k][1], 150, start)
+        together[k] = _steps(jobs[k][0], arch, coords, jobs[k][1], 60, start)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
     for t in threads:
