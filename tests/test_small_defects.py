@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.fit import fit
+from rapidinr.sources import datasets
 from rapidinr.sources.datasets import load_default
 from rapidinr.training.augment import AugmentConfig
 
@@ -20,3 +22,18 @@ def test_refits_count_images_not_attempts():
 def test_unknown_augmentation_mode_is_a_user_error():
     with pytest.raises(UserError, match="unknown augmentation mode 'twirl'"):
         AugmentConfig((8, 8), "twirl")
+
+
+def test_limit_applies_before_decoding_a_folder(tmp_path, monkeypatch):
+    for klass in ("a", "b"):
+        (tmp_path / klass).mkdir()
+        for i in range(3):
+            Image.new("RGB", (4, 4), (40 * i, 0, 0)).save(tmp_path / klass / f"{i}.png")
+    decoded = []
+    real = datasets.read_image
+    monkeypatch.setattr(datasets, "read_image", lambda path, size: decoded.append(path) or real(path, size))
+    data = datasets.load_source(str(tmp_path), limit=2)
+    assert len(data) == 2 and len(decoded) == 2  # not all six decoded, then cut
+    assert data.class_names == ["a", "b"] and data.labels.tolist() == [0, 0]  # labels as in the whole folder
+    with pytest.raises(UserError, match="--limit"):
+        datasets.load_source(str(tmp_path), limit=0)
