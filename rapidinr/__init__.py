@@ -8,10 +8,10 @@ from rapidinr.core.openmp import prefer_passive_waiting
 
 prefer_passive_waiting()  # before anything imports torch: OpenMP workers sleep, not spin (core/openmp.py)
 
-from rapidinr.codec.inrset import INRSet, load  # noqa: E402  (after the wait policy, on purpose)
-from rapidinr.core.config import Arch, FitConfig  # noqa: E402
-from rapidinr.core.errors import UserError  # noqa: E402
-from rapidinr.core.version import __version__  # noqa: E402
-from rapidinr.encoding.runner import encode  # noqa: E402
+from rapidinr.codec.inrset import INRSet, load  # after the wait policy, on purpose
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.errors import UserError
+from rapidinr.core.version import __version__
+from rapidinr.encoding.runner import encode
 
 __all__ = ["Arch", "FitConfig", "INRSet", "UserError", "encode", "load", "__version__"]

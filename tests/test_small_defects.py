@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from PIL import Image
 
+from rapidinr.codec import prune
+from rapidinr.core import siren
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.fit import fit
@@ -37,3 +40,18 @@ def test_limit_applies_before_decoding_a_folder(tmp_path, monkeypatch):
     assert data.class_names == ["a", "b"] and data.labels.tolist() == [0, 0]  # labels as in the whole folder
     with pytest.raises(UserError, match="--limit"):
         datasets.load_source(str(tmp_path), limit=0)
+
+
+def test_l1_masks_are_ranked_a_chunk_of_rows_at_a_time(monkeypatch):
+    arch = Arch.parse("2x8", 1)
+    params = siren.init_params(arch, range(50))  # (50, P)
+    ratio = torch.linspace(0.1, 0.6, 50)
+    whole = prune.l1_mask(params, arch, ratio)
+    monkeypatch.setattr(prune, "L1_CHUNK_ELEMENTS", 7 * arch.n_params)  # ~7 rows at once
+    sorted_rows = []
+    argsort = torch.Tensor.argsort
+    monkeypatch.setattr(torch.Tensor, "argsort",
+                        lambda self, *a, **k: sorted_rows.append(self.shape[0]) or argsort(self, *a, **k))
+    chunked = prune.l1_mask(params, arch, ratio)
+    assert torch.equal(chunked, whole)  # the same mask, ties broken the same way
+    assert sorted_rows and max(sorted_rows) <= 8 and sum(sorted_rows) == 50

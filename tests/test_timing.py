@@ -1,6 +1,8 @@
 """The epoch timer: on a GPU, CUDA events and one synchronization per epoch (stood in for on the CPU)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from rapidinr.training import timing
@@ -9,7 +11,7 @@ from rapidinr.training import timing
 class FakeEvent:
     """A CUDA event on a fake clock: record() reads the clock, elapsed_time() gives milliseconds."""
 
-    clock = [0.0]
+    clock: ClassVar[list[float]] = [0.0]
 
     def record(self):
         self.at = FakeEvent.clock[0]
