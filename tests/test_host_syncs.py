@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from rapidinr.codec.inrset import INRSet
+from rapidinr.codec.quantize import QuantConfig
 from rapidinr.core import siren
-from rapidinr.core.config import Arch
+from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
+from rapidinr.encoding.compress import finetune_quantized
 from rapidinr.training import augment
 from rapidinr.training.loaders import InrLoader, TensorLoader
 
@@ -43,3 +45,16 @@ def test_inrset_still_checks_the_range_of_indices():
     inrs = INRSet(siren.init_params(arch, range(3)), arch, 8, 8)
     with pytest.raises(UserError, match="out of range"):  # still checked, now on the CPU
         inrs.decode_at([0, 3], siren.coordinate_grid(8, 8))
+
+
+def test_quantization_aware_finetuning_steps_without_host_reads(monkeypatch):
+    arch = Arch.parse("2x8", 1)
+    images = torch.randint(0, 255, (3, 1, 6, 6), dtype=torch.uint8)
+    steps = []
+    kernel = siren.loss_and_grad
+    monkeypatch.setattr(siren, "loss_and_grad", lambda *a, **k: steps.append(1) or kernel(*a, **k))
+    # every step runs on the meta device; only the chunk's final copy back to the host cannot
+    with pytest.raises(NotImplementedError, match="meta"):
+        finetune_quantized(images, siren.init_params(arch, range(3)), arch, QuantConfig(bits=8, finetune_steps=4),
+                           FitConfig(), "meta", progress=False)
+    assert len(steps) == 5  # the start and 4 steps, each checked against the best without a sync
