@@ -136,6 +136,7 @@ def test_precision_option_is_recorded_and_a_bad_one_is_one_clear_error(tmp_path,
         FitConfig(precision="fp16")
 
 
+@pytest.mark.slow
 def test_precision_benchmark_quick_mode(tmp_path, benchmark_script):
     benchmark_script("precision").main(["--quick", "--out", str(tmp_path / "p.json")])
     results = json.loads((tmp_path / "p.json").read_text())["results"]
