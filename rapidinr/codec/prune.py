@@ -174,7 +174,7 @@ def l1_mask(params: torch.Tensor, arch: Arch, ratio, scope: str = "image",
     return out
 
 
-L1_CHUNK_ELEMENTS = 1 << 22  # weights ranked at once by l1_mask (~80 MB of sort temporaries)
+L1_CHUNK_ELEMENTS = 1 << 20  # weights ranked at once by l1_mask (~20 MB of sort temporaries)
 
 
 def _prune_rows(params: torch.Tensor, out: torch.Tensor, positions: torch.Tensor, ratio: torch.Tensor) -> None:
