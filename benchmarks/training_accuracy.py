@@ -1,7 +1,9 @@
 """Fig. 7 on this CPU: ResNet-18 test accuracy after one short schedule, by how the training set is stored.
 
 Variants, all on the embedded default (Fashion-MNIST subset, 28×28 gray), the same model,
-augmentation, schedule and seed, tested on the 1,000 original test images:
+augmentation and schedule, each trained with seeds 0..``--seeds``-1 (model init, order and
+augmentation draws) and tested on the 1,000 original test images; accuracy is reported as
+mean ± sample std over the seeds, and each variant's gap to the originals paired by seed:
 
 - ``original``: the raw uint8 images (tensor pipeline);
 - ``inr-fp32``: a 3x15 SIREN per image, float32 weights (inr pipeline, decoded every batch);
@@ -20,6 +22,7 @@ Writes ``benchmarks/results/training-accuracy-cpu.json`` (read by ``rapidinr.stu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -47,6 +50,11 @@ def eight_bit(images, inrs, steps: int):
                     init=inrs.params.cpu(), progress=False, labels=inrs.labels, class_names=inrs.class_names)
 
 
+def std(values: torch.Tensor) -> float:
+    """The sample standard deviation (0 for one value)."""
+    return float(values.double().std()) if values.numel() > 1 else 0.0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=1024)
@@ -58,6 +66,9 @@ def main(argv=None) -> int:
     p.add_argument("--cache", help="folder to keep the fp32 .rinr in and reuse it from (same settings)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1 on this shared machine)")
     p.add_argument("--skip-jpeg-fp32", action="store_true", help="leave out JPEG at the fp32 INR's size")
+    p.add_argument("--seeds", type=int, default=3, help="train every variant with seeds 0..N-1 (model init, "
+                   "order, augmentation) and report mean ± std over them (default 3; one seed on 1,000 test "
+                   "images is ±1.5 points)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--output", help="default: benchmarks/results/training-accuracy-<cpu|cuda>.json")
     args = p.parse_args(argv)
@@ -69,6 +80,8 @@ def main(argv=None) -> int:
     train = load_default("train").subset(0, args.images)
     test = load_default("test").subset(0, args.test_images)
     images, labels = train.images, train.labels
+    if args.seeds < 1:
+        p.error("--seeds must be >= 1")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, warmup_batches=0)
 
     start = time.perf_counter()
@@ -109,18 +122,25 @@ def main(argv=None) -> int:
     rows = []
     for label, kind, pipeline, pixels, inrs, nbytes, psnr in variants:
         data = TrainData(labels, 10, 1, test.images, test.labels, pixels, inrs, label)
-        result = run_training(pipeline, data, cfg, (28, 28), device, progress=False)
+        runs = [run_training(pipeline, data, dataclasses.replace(cfg, seed=seed), (28, 28), device, progress=False)
+                for seed in range(args.seeds)]
+        accuracy = torch.tensor([r["final_test_accuracy"] for r in runs], dtype=torch.float64)  # (seeds,)
         rows.append({"label": label, "kind": kind, "pipeline": pipeline, "bytes_per_image": round(nbytes, 1),
                      "psnr": round(psnr, 3) if psnr is not None else None,
-                     "accuracy": result["final_test_accuracy"], "train_s": result["total_wall_s"],
-                     "accuracy_per_epoch": [e.get("test_accuracy") for e in result["epochs"]]})
-        print(f"{label:>14}: {nbytes:7.0f} B/image, test accuracy {100 * result['final_test_accuracy']:.2f}% "
-              f"({result['total_wall_s']:.0f} s)", flush=True)
-    base = rows[0]["accuracy"]
+                     "accuracy": float(accuracy.mean()), "accuracy_std": std(accuracy),
+                     "accuracy_per_seed": accuracy.tolist(), "seeds": args.seeds,
+                     "train_s": sum(r["total_wall_s"] for r in runs) / len(runs),
+                     "accuracy_per_epoch": [e.get("test_accuracy") for e in runs[0]["epochs"]]})
+        print(f"{label:>14}: {nbytes:7.0f} B/image, test accuracy {100 * float(accuracy.mean()):.2f} "
+              f"± {100 * std(accuracy):.2f}% over {args.seeds} seed(s) ({rows[-1]['train_s']:.0f} s a run)", flush=True)
+    base = rows[0]
     for row in rows[1:]:
-        print(f"{row['label']:>14}: {100 * (row['accuracy'] - base):+.2f} points against the originals (target: INR within 2)")
+        gap = torch.tensor(row["accuracy_per_seed"]) - torch.tensor(base["accuracy_per_seed"])  # paired by seed
+        print(f"{row['label']:>14}: {100 * float(gap.mean()):+.2f} ± {100 * std(gap):.2f} points against the "
+              f"originals, paired by seed (target: INR within 2)")
     settings = {"device": str(device), "images": args.images, "epochs": args.epochs, "encode_steps": args.encode_steps, "arch": "3x15",
                 "test_images": args.test_images, "batch_size": args.batch_size, "threads": args.threads,
+                "seeds": args.seeds,
                 "augment": "pad-crop 4 px + flip", "eight_bit_available": q8 is not None}
     write_results(args.output, results_document(
         "training-accuracy", f"Fig. 7: ResNet-18 accuracy by storage of the training set (embedded default, {device.type})",

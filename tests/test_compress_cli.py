@@ -27,6 +27,7 @@ def run(argv, capsys):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_encode_with_compression_options_and_info_json(tmp_path, folder, capsys):
     out = tmp_path / "c.rinr"
     code, _, err = run(["encode", folder, "-o", out, *FAST, "--dynamic-prune", "10:0.2,60:0.4",

@@ -48,6 +48,7 @@ def test_ranks_slice_one_permutation():
     assert sorted(torch.cat(parts).tolist()) == list(range(64))
 
 
+@pytest.mark.slow
 def test_ddp_training_two_ranks_disjoint_and_covering(tmp_path):
     out = tmp_path / "ddp.json"
     _torchrun(2, "train", "--data", "default", "--pipeline", "tensor", "--limit", "32", "--test-limit", "16", "--size", "8x8",
@@ -62,6 +63,7 @@ def test_ddp_training_two_ranks_disjoint_and_covering(tmp_path):
     assert doc["results"]["epochs"][0]["images"] == 16  # each rank trains on its half
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init", ["random", "learned"])
 def test_sharded_encode_merges_to_the_single_process_set(tmp_path, init):
     one, two = tmp_path / "one.rinr", tmp_path / "two.rinr"

@@ -168,6 +168,7 @@ def test_refit_after_divergence_restarts_from_the_given_init(monkeypatch):
     assert result.refits > 0  # the rate is absurd: every fit collapses and is refitted from `init`
 
 
+@pytest.mark.slow
 def test_cli_meta_init_then_encode_with_it(tmp_path, capsys):
     init_path = tmp_path / "init.safetensors"
     code = main(["meta-init", "default", "-o", str(init_path), "--limit", "32", "--outer-steps", "3",
@@ -224,6 +225,7 @@ def test_encode_takes_the_init_recommendation_only_where_no_option_is_given(tmp_
         assert "fit recommendation" in capsys.readouterr().err and not (tmp_path / "c.rinr").exists()
 
 
+@pytest.mark.slow
 def test_learned_init_benchmark_runs_in_its_quick_mode(tmp_path):
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "learned_init.py"
     out = tmp_path / "li.json"

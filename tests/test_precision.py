@@ -70,23 +70,56 @@ def test_bfloat16_loss_and_grad_is_close_returns_float32_and_is_undone():
 def test_the_fit_runs_its_matmuls_in_the_precision_asked_and_restores_the_setting(monkeypatch):
     images = load_source("default", None, "train", False, False, 4, 0).images  # (4, 1, 28, 28)
     arch = Arch.parse("1x4", 1)
-    seen = []
-    kernel = siren.loss_and_grad
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    try:
+        # the new fp32_precision API used first: the legacy allow_tf32 flag would now raise if read
+        matmul.fp32_precision = "tf32"
+        seen = []
+        kernel = siren.loss_and_grad
 
-    def spy(*args, **kwargs):
-        seen.append(torch.backends.cuda.matmul.allow_tf32)
-        return kernel(*args, **kwargs)
+        def spy(*args, **kwargs):
+            seen.append(matmul.fp32_precision)
+            return kernel(*args, **kwargs)
 
-    monkeypatch.setattr(siren, "loss_and_grad", spy)
-    before = torch.backends.cuda.matmul.allow_tf32
-    tf32 = fit(images, arch, FitConfig(steps=6, precision="tf32"), progress=False)
-    assert seen and all(seen) and torch.backends.cuda.matmul.allow_tf32 == before
-    seen.clear()
-    with matmul_precision("tf32"):  # fp32 means fp32 even where the process enabled TF32
+        monkeypatch.setattr(siren, "loss_and_grad", spy)
+        tf32 = fit(images, arch, FitConfig(steps=6, precision="tf32"), progress=False)
         fp32 = fit(images, arch, FitConfig(steps=6), progress=False)
-    assert seen and not any(seen)
-    # the CPU multiplies in float32 whatever the setting: the same weights bit for bit
-    assert torch.equal(tf32.params, fp32.params)
+        assert seen and set(seen) == {"tf32"}  # the CPU: nothing touched, whatever the fit asks
+        # the CPU multiplies in float32 whatever the setting: the same weights bit for bit
+        assert torch.equal(tf32.params, fp32.params)
+        with matmul_precision("fp32", "cuda"):  # on CUDA, fp32 means fp32 where the process enabled TF32
+            assert matmul.fp32_precision == "ieee"
+            with matmul_precision("tf32", "cuda"):
+                assert matmul.fp32_precision == "tf32"
+            assert matmul.fp32_precision == "ieee"
+        assert matmul.fp32_precision == "tf32"
+    finally:
+        matmul.fp32_precision = before
+
+
+def test_the_first_layer_never_goes_through_a_tf32_matmul_on_cuda(monkeypatch):
+    arch = Arch.parse("2x8", 3)
+    params = siren.init_params(arch, range(3))  # (3, P)
+    coords = siren.coordinate_grid(6, 6)  # (36, 2)
+    target = torch.rand(3, 36, 3) * 2 - 1
+    exact_mse, exact_grad = siren.loss_and_grad(params, arch, coords, target)
+    inner = []
+    bmm = torch.bmm
+
+    def spy(a, b, *, out=None):
+        inner.append(2 in a.shape[-2:])  # the coordinates (n, P, 2), or transposed (n, 2, P)
+        return bmm(a, b, out=out)
+
+    monkeypatch.setattr(torch, "bmm", spy)
+    siren.loss_and_grad(params, arch, coords, target)
+    assert inner.count(True) == 2  # on the CPU: the first layer's forward and weight gradient are bmms
+    inner.clear()
+    monkeypatch.setattr(siren, "exact_first_layer", lambda device: True)  # CUDA's path, run on the CPU
+    mse, grad = siren.loss_and_grad(params, arch, coords, target)
+    assert inner and not any(inner)  # no matmul reads the coordinates
+    torch.testing.assert_close(mse, exact_mse)
+    torch.testing.assert_close(grad, exact_grad)
 
 
 def test_precision_option_is_recorded_and_a_bad_one_is_one_clear_error(tmp_path, capsys):
@@ -103,6 +136,7 @@ def test_precision_option_is_recorded_and_a_bad_one_is_one_clear_error(tmp_path,
         FitConfig(precision="fp16")
 
 
+@pytest.mark.slow
 def test_precision_benchmark_quick_mode(tmp_path, benchmark_script):
     benchmark_script("precision").main(["--quick", "--out", str(tmp_path / "p.json")])
     results = json.loads((tmp_path / "p.json").read_text())["results"]

@@ -61,6 +61,7 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
+@pytest.mark.slow
 def test_kill_minus_9_at_random_moments_then_resume(tmp_path, reference):
     rng = random.Random(6)
     out = tmp_path / "set.rinr"

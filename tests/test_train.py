@@ -102,6 +102,7 @@ def test_train_cli_dali_missing_says_how_to_install(monkeypatch, capsys):
     assert "pip install" in err and "nvidia-dali" in err
 
 
+@pytest.mark.slow
 def test_bench_pipelines_grid_and_figures(tmp_path):
     from rapidinr.study.figures.training import pipeline_table, save_figures
 

@@ -13,7 +13,7 @@ from rapidinr.core.distributed import from_env
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.compress import CompressConfig
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
-from rapidinr.encoding.runner import MAX_SEED, check_memory, encode_to_file, resolve_device
+from rapidinr.encoding.runner import MAX_SEED, check_memory, device_chunking, encode_to_file, resolve_device
 from rapidinr.encoding.sharded import encode_sharded
 from rapidinr.sources.datasets import load_source, parse_size
 
@@ -33,7 +33,8 @@ def add(sub):
     p.add_argument("--target-psnr", type=float, help="stop an image once it reaches this PSNR (dB)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--batch-size", type=int, help="images fitted at once (default: from --memory-mb)")
-    p.add_argument("--memory-mb", type=float, default=1024, help="working memory per chunk (default 1024)")
+    p.add_argument("--memory-mb", type=float, default=None, help="working memory per chunk (default: half the "
+                   "free memory of a CUDA device, else 1024)")
     p.add_argument("--precision", default="fp32", help="the fit's matmuls: fp32 (default) or tf32 (a CUDA "
                    "GPU's tensor cores; within 0.1 dB of fp32 in benchmarks/precision.py; the CPU computes "
                    "float32 either way)")
@@ -56,12 +57,13 @@ def run(args) -> int:
         raise UserError(f"{out}: the output must end in .rinr")
     if out.exists() and not (args.overwrite or args.resume):
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    if not (math.isfinite(args.memory_mb) and args.memory_mb > 0):
+    if args.memory_mb is not None and not (math.isfinite(args.memory_mb) and args.memory_mb > 0):
         raise UserError(f"--memory-mb: expected a finite number of MiB above 0, got {args.memory_mb:g}")
     if not 0 <= args.seed <= MAX_SEED:
         raise UserError(f"--seed: expected an integer 0..{MAX_SEED}, got {args.seed}")
     cfg = FitConfig(**fit_settings(None, args.steps, args.lr), target_psnr=args.target_psnr, seed=args.seed,
-                    chunk_size=args.batch_size, memory_budget_mb=args.memory_mb, precision=args.precision)
+                    chunk_size=args.batch_size, precision=args.precision,
+                    **({"memory_budget_mb": args.memory_mb} if args.memory_mb is not None else {}))
     arch_text = args.arch
     rgb = Arch.parse(arch_text, 3, args.w0)  # a nonsense --arch fails before any image is read
     if args.size is not None:  # a --size too large for --memory-mb fails before any image is read
@@ -76,11 +78,13 @@ def run(args) -> int:
         print(f"skipped {line}", file=sys.stderr)
     init = resolve_init_option(args, arch, data.images.shape)  # -- learned init (meta.py) --
     cfg = recommended_config(args, cfg, init)
+    if args.memory_mb is None:  # on CUDA: chunks sized from the free device memory
+        cfg = device_chunking(cfg, arch, data.images.shape[2] * data.images.shape[3], device)
     if _world_size() > 1:  # under torchrun: see the sharded-encode block at the end of this file
         return _run_sharded(args, data, arch, cfg, device, compression, out, init)
     inrs = encode_to_file(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
                           resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                          compression=compression, init=init, names=data.names)
+                          compression=compression, init=init, names=data.names, steps=cfg.steps, lr=cfg.lr)
     info = inrs.info()
     print(f"wrote {out}: {info['images']} images {info['height']}x{info['width']}, arch {arch.name}, "
           f"{info['bytes_per_image']:.0f} B/image ({info['bpp']:.2f} bpp), PSNR {info['psnr_mean']:.2f} dB"

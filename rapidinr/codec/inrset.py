@@ -177,10 +177,11 @@ class INRSet:
             raise UserError(f"image indices must be integers, got {indices!r}") from None
         if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
             raise UserError(f"image indices must be integers, got {index.dtype}")
-        index = index.long().flatten().to(self.device)
+        index = index.long().flatten()
+        # checked where the indices are, before the copy: CPU indices (a loader's) cost no device sync
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
             raise UserError(f"image index out of range: the set holds {len(self)} images (0..{len(self) - 1})")
-        return index
+        return index.to(self.device, non_blocking=True)  # from pinned memory (a loader's): no sync
 
     # -- decoding ---------------------------------------------------------------------------
     def decode_at(self, indices, coords: torch.Tensor, memory_budget_mb: float = 256) -> torch.Tensor:

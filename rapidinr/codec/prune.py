@@ -165,16 +165,30 @@ def l1_mask(params: torch.Tensor, arch: Arch, ratio, scope: str = "image",
     groups = weight_positions(arch) if scope == "layer" else [torch.cat(weight_positions(arch))]
     for positions in groups:
         positions = positions.to(params.device)
-        mags = params[:, positions].abs()  # (N, G)
-        mags = mags.masked_fill(out[:, positions] == 0, -1.0)  # already pruned sort first
-        # Per image: prune the k smallest, k = round(ratio * G); rounding as torch's prune does.
-        k = (ratio * positions.numel()).round().long().to(params.device)  # (N,)
-        order = mags.argsort(dim=1, stable=True)  # (N, G) ascending
-        rank = torch.empty_like(order)
-        rank.scatter_(1, order, torch.arange(positions.numel(), device=params.device).expand(n, -1))
-        pruned = (rank < k[:, None]) | (out[:, positions] == 0)  # (N, G)
-        out[:, positions] = (~pruned).to(out.dtype)
+        # Rows a chunk at a time: the sort's order and rank cost 16 bytes a weight, which for a
+        # whole 100k-image set would be a second and third copy of it; each row is ranked alone.
+        step = max(1, L1_CHUNK_ELEMENTS // positions.numel())
+        for first in range(0, n, step):
+            rows = slice(first, min(first + step, n))
+            _prune_rows(params[rows], out[rows], positions, ratio[rows])
     return out
+
+
+L1_CHUNK_ELEMENTS = 1 << 20  # weights ranked at once by l1_mask (~20 MB of sort temporaries)
+
+
+def _prune_rows(params: torch.Tensor, out: torch.Tensor, positions: torch.Tensor, ratio: torch.Tensor) -> None:
+    """l1_mask for a block of rows, written into ``out`` (b, P) in place."""
+    b = params.shape[0]
+    mags = params[:, positions].abs()  # (b, G)
+    mags = mags.masked_fill(out[:, positions] == 0, -1.0)  # already pruned sort first
+    # Per image: prune the k smallest, k = round(ratio * G); rounding as torch's prune does.
+    k = (ratio * positions.numel()).round().long().to(params.device)  # (b,)
+    order = mags.argsort(dim=1, stable=True)  # (b, G) ascending
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(positions.numel(), device=params.device).expand(b, -1))
+    pruned = (rank < k[:, None]) | (out[:, positions] == 0)  # (b, G)
+    out[:, positions] = (~pruned).to(out.dtype)
 
 
 def weight_sparsity(mask_or_params: torch.Tensor, arch: Arch) -> torch.Tensor:

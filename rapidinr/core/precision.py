@@ -18,15 +18,24 @@ MANTISSA_BITS = {"tf32": 10, "bf16": 7}  # explicit mantissa bits of the formats
 
 
 @contextmanager
-def matmul_precision(precision: str):
-    """Run a fit's matmuls in ``precision`` ("fp32" or "tf32", FitConfig.precision) on CUDA,
-    whatever the process-wide setting, and restore that setting afterwards. The CPU ignores it."""
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+def matmul_precision(precision: str, device="cpu"):
+    """Run a fit's matmuls in ``precision`` ("fp32" or "tf32", FitConfig.precision) on a CUDA
+    ``device``, whatever the process-wide setting, and restore that setting afterwards.
+
+    Through the ``fp32_precision`` API ("tf32" / "ieee"): the legacy ``allow_tf32`` flag raises once
+    a process has used the new one, so it is never read or written here. On the CPU nothing is
+    touched (it multiplies in float32 either way). The SIREN's first layer stays float32 under
+    TF32 whatever this says (:func:`rapidinr.core.siren.first_layer`)."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        matmul.fp32_precision = before
 
 
 def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:

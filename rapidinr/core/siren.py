@@ -13,6 +13,7 @@ Conventions (shared by the encoder, every decoder and the file format):
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 
@@ -98,7 +99,9 @@ def forward(params: torch.Tensor, arch: Arch, coords: torch.Tensor) -> torch.Ten
 # faults on every allocation.
 CPU_MICRO_BATCH_BYTES = 6 << 20
 
-_WORKSPACE: dict = {}  # CPU only: reusable activation buffers for the shape last used
+# CPU only: reusable activation buffers for the shape last used, one set per thread: two fits
+# in two threads (a notebook's background fit, a thread pool) must never write each other's buffers.
+_WORKSPACE = threading.local()
 _WORKSPACE_MAX_BYTES = 64 << 20  # larger sets of buffers are plain temporaries, never kept
 
 
@@ -111,15 +114,18 @@ def _workspace(n: int, points: int, arch: Arch, dtype, device) -> dict:
     """
     shapes = tuple(arch.layer_shapes())
     key = (points, shapes, dtype, str(device))
-    ws = _WORKSPACE.get(key)
+    kept = getattr(_WORKSPACE, "buffers", None)
+    if kept is None:
+        kept = _WORKSPACE.buffers = {}
+    ws = kept.get(key)
     if ws is None or ws["rows"] < n:
         new = lambda width: torch.empty((n, points, width), dtype=dtype, device=device)  # noqa: E731
         ws = {"rows": n, "sin": [new(o) for _, o in shapes[:-1]], "cos": [new(o) for _, o in shapes[:-1]],
               "g": [None] + [new(i) for i, _ in shapes[1:]], "out": new(shapes[-1][1])}
         nbytes = sum(t.nbytes for t in [*ws["sin"], *ws["cos"], *ws["g"][1:], ws["out"]])
-        _WORKSPACE.clear()
+        kept.clear()
         if torch.device(device).type == "cpu" and nbytes <= _WORKSPACE_MAX_BYTES:
-            _WORKSPACE[key] = ws
+            kept[key] = ws
     if ws["rows"] == n:
         return ws
     return {"rows": n, "sin": [t[:n] for t in ws["sin"]], "cos": [t[:n] for t in ws["cos"]],
@@ -169,7 +175,8 @@ def _loss_and_grad_into(params, arch, coords, target, mse_out, grad_out) -> None
     ws = _workspace(n, target.shape[1], arch, params.dtype, params.device)
     inputs = [_first_input(coords.to(params.dtype), n)]  # (n, P, 2), then each layer's sine output
     for i, (weight, bias) in enumerate(layers[:-1]):
-        z = torch.bmm(inputs[-1], weight * w0, out=ws["cos"][i]).add_(bias * w0)  # (n, P, H)
+        multiply = first_layer if i == 0 else torch.bmm
+        z = multiply(inputs[-1], weight * w0, out=ws["cos"][i]).add_(bias * w0)  # (n, P, H)
         inputs.append(torch.sin(z, out=ws["sin"][i]))
         torch.cos(z, out=z)  # the buffer now holds cos(z) for the backward pass
     weight, bias = layers[-1]
@@ -185,10 +192,37 @@ def _loss_and_grad_into(params, arch, coords, target, mse_out, grad_out) -> None
         scale = 1.0 if i == last else w0
         if i < last:
             g = ws["cos"][i].mul_(g)  # d/dz without the w0 factor, (n, P, H)
-        grad_weight.copy_(torch.bmm(inputs[i].transpose(1, 2), g).mul_(scale))  # (n, in, out)
+        if i == 0:
+            grad_weight.copy_(first_layer_grad(inputs[0], g).mul_(scale))  # (n, 2, out)
+        else:
+            grad_weight.copy_(torch.bmm(inputs[i].transpose(1, 2), g).mul_(scale))  # (n, in, out)
         grad_bias.copy_(g.sum(dim=1, keepdim=True).mul_(scale))
         if i > 0:
             g = torch.bmm(g, (weight * scale).transpose(1, 2), out=ws["g"][i])  # dL/d(input of layer i), (n, P, in)
+
+
+def exact_first_layer(device) -> bool:
+    """Whether the first layer is computed elementwise: on CUDA, where TF32 tensor cores would
+    round the coordinates and first-layer weights to 10 mantissa bits, an error that w0 = 30
+    multiplies into the sine's phase. The CPU's bmm is float32 anyway."""
+    return torch.device(device).type == "cuda"
+
+
+def first_layer(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``bmm(x, weight)`` for the first layer, x (n, P, 2) @ weight (n, 2, H) → (n, P, H); on CUDA
+    as two elementwise products (always float32, never TF32: :func:`exact_first_layer`)."""
+    if not exact_first_layer(x.device):
+        return torch.bmm(x, weight, out=out)
+    z = torch.mul(x[..., 0:1], weight[:, 0:1, :], out=out)  # (n, P, H)
+    return z.addcmul_(x[..., 1:2], weight[:, 1:2, :])
+
+
+def first_layer_grad(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``bmm(x.transpose(1, 2), g)`` for the first layer's weights: x (n, P, 2), g (n, P, H) → (n, 2, H);
+    on CUDA as elementwise products and sums (float32, never TF32)."""
+    if not exact_first_layer(x.device):
+        return torch.bmm(x.transpose(1, 2), g)
+    return torch.stack([(x[..., k : k + 1] * g).sum(dim=1) for k in range(x.shape[-1])], dim=1)
 
 
 def loss_and_grad_functional(params: torch.Tensor, arch: Arch, coords: torch.Tensor,

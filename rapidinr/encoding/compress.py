@@ -93,8 +93,9 @@ def finetune_quantized(images, params, arch: Arch, quant: QuantConfig, fit_cfg: 
         for step in range(cfg.steps + 1):
             mse, grad = siren.loss_and_grad(fake_quantize(p, layout), arch, coords, targets)
             psnr = psnr_from_mse(mse)  # (b,)
-            better = psnr > best_psnr
-            best[better], best_psnr[better] = p[better], psnr[better]
+            better = psnr > best_psnr  # (b,): a row-wise select, never boolean indexing (a host sync a step)
+            best = torch.where(better[:, None], p, best)
+            best_psnr = torch.where(better, psnr, best_psnr)
             if step == cfg.steps:
                 break
             adam.step(grad, cosine_lr(cfg, step, cfg.lr), mask)

@@ -223,7 +223,7 @@ def fit(
     bar = tqdm(total=float(n), unit="img", desc="encode", disable=not progress, smoothing=0.1,
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
     bar.update(min(start_chunk * size, n))
-    with matmul_precision(cfg.precision):  # tf32 on a GPU when asked; float32 otherwise
+    with matmul_precision(cfg.precision, device):  # tf32 on a GPU when asked; float32 otherwise
         for index, start in enumerate(range(0, n, size)):
             if index < start_chunk:
                 continue

@@ -17,6 +17,7 @@ from rapidinr.codec.measure import measure_set
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.core.files import remove_stale_temporaries, write_atomic
+from rapidinr.core.threads import encoder_threads
 from rapidinr.encoding.compress import compress
 from rapidinr.encoding.fit import chunk_size_for, fit
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
@@ -37,6 +38,24 @@ def resolve_device(device: str | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
     return dev
+
+
+GPU_MEMORY_SHARE = 0.5  # of the device's free memory, for one chunk's fit (the rest: decoding, other work)
+
+
+def device_chunking(cfg: FitConfig, arch: Arch, pixels: int, device) -> FitConfig:
+    """``cfg`` with its chunk size from the CUDA device's free memory (``GPU_MEMORY_SHARE`` of it),
+    rounded down to a power of two so a resumed run on a slightly fuller device chunks the same;
+    unchanged on the CPU or where the caller fixed a chunk size. Call it only where the caller
+    left the memory budget to the device (``encode`` without ``memory_budget_mb``, the CLI
+    without ``--memory-mb``): a fixed 1 GB starves a large GPU and overflows a small one."""
+    dev = torch.device(device)
+    if dev.type != "cuda" or cfg.chunk_size is not None:
+        return cfg
+    free, _ = torch.cuda.mem_get_info(dev)
+    budget = dataclasses.replace(cfg, memory_budget_mb=max(1.0, GPU_MEMORY_SHARE * free / 2**20))
+    chunk = chunk_size_for(arch, pixels, budget)
+    return dataclasses.replace(budget, chunk_size=1 << (chunk.bit_length() - 1))
 
 
 def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = None, lr: float | None = None,
@@ -61,13 +80,21 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = 
     dev = resolve_device(device)
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
     cfg = dataclasses.replace(cfg, **fit_settings(learned, steps, lr))
+    if "memory_budget_mb" not in options:  # on CUDA: chunks sized from the free device memory
+        cfg = device_chunking(cfg, arch, h * w, dev)
     start = time.perf_counter()
-    result = fit(images, arch, cfg, device=dev, progress=progress,
-                 init=learned.params if learned is not None else None)
-    seconds = time.perf_counter() - start
-    meta = {"fit": _fit_meta(cfg), "refits": result.refits, "image_steps": result.image_steps,
-            "encode_seconds": round(seconds, 3), "device": str(dev), "init": init_meta}
-    return _finish(images, result.params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+    with encoder_threads() as threads:  # no more CPU threads than the cores other processes leave free
+        result = fit(images, arch, cfg, device=dev, progress=progress, on_check=_refresh(threads),
+                     init=learned.params if learned is not None else None)
+        seconds = time.perf_counter() - start
+        meta = {"fit": _fit_meta(cfg), "refits": result.refits, "image_steps": result.image_steps,
+                "encode_seconds": round(seconds, 3), "device": str(dev), "init": init_meta}
+        return _finish(images, result.params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+
+
+def _refresh(threads):
+    """fit's ``on_check`` hook: the thread policy looks at the load again (at most every few s)."""
+    return lambda step, rows, psnr: threads.refresh()
 
 
 def check_images(images) -> None:
@@ -207,11 +234,15 @@ def chunk_fingerprint(images: torch.Tensor, names: list[str] | None) -> str:
 
 def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels=None, class_names=None,
                    source: str = "", resume: bool = False, overwrite: bool = False,
-                   progress: bool = True, compression=None, init=None, names: list[str] | None = None) -> INRSet:
+                   progress: bool = True, compression=None, init=None, names: list[str] | None = None,
+                   steps: int | None = None, lr: float | None = None) -> INRSet:
     """Encode ``images`` into ``out`` chunk by chunk, checkpointing each chunk; resumable.
 
     ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs after round 1's chunks.
     ``init``: as for :func:`encode` (random, learned, a learned-init path or a LearnedInit).
+    ``steps`` / ``lr``: as for :func:`encode`: where None, a learned init's recommended fit
+    (chosen on held-out images, init_tuning.py) replaces ``cfg``'s value; with a random init, or
+    an init that recommends nothing, ``cfg``'s values stand. Pass them to pin ``cfg``'s values.
 
     ``names``: one per image (file names), part of each chunk's fingerprint for ``resume``.
 
@@ -229,6 +260,9 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
     n, c, h, w = images.shape
     chunk = chunk_size_for(arch, h * w, cfg)
     learned, init_meta = _learned_init(init, arch, h, w, cfg)  # -- learned init (meta.py) --
+    recommended = (learned.recommended_fit if learned is not None else None) or {}
+    cfg = dataclasses.replace(cfg, steps=steps if steps is not None else recommended.get("steps", cfg.steps),
+                              lr=lr if lr is not None else recommended.get("lr", cfg.lr))
     manifest = {"images": n, "shape": [c, h, w], "arch": arch.to_json(), "fit": _fit_meta(cfg),
                 "chunk": chunk, "source": source, "init": init_meta}
     checkpoint = Checkpoint(out, manifest)
@@ -256,18 +290,20 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
         checkpoint.save(index, part.params, part.train_psnr, part.refits - counted[0], fingerprint(index))
         counted[0] = part.refits
 
-    result = fit(images, arch, cfg, device=dev, progress=progress, start_chunk=first_missing,
-                 on_chunk=save_chunk, init=learned.params if learned is not None else None)
-    params = result.params
-    refits = result.refits
-    for index in range(first_missing):
-        rows = slice(index * chunk, min((index + 1) * chunk, n))
-        params[rows] = done[index][0]
-        refits += done[index][2]
-    meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits,
-            "encode_seconds": round(time.perf_counter() - start, 3), "device": str(dev),
-            "resumed_chunks": first_missing, "init": init_meta}
-    inrs = _finish(images, params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+    with encoder_threads() as threads:  # no more CPU threads than the cores other processes leave free
+        result = fit(images, arch, cfg, device=dev, progress=progress, start_chunk=first_missing,
+                     on_chunk=save_chunk, on_check=_refresh(threads),
+                     init=learned.params if learned is not None else None)
+        params = result.params
+        refits = result.refits
+        for index in range(first_missing):
+            rows = slice(index * chunk, min((index + 1) * chunk, n))
+            params[rows] = done[index][0]
+            refits += done[index][2]
+        meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits,
+                "encode_seconds": round(time.perf_counter() - start, 3), "device": str(dev),
+                "resumed_chunks": first_missing, "init": init_meta}
+        inrs = _finish(images, params, arch, cfg, compression, dev, meta, labels, class_names, progress)
     inrs.save(out)
     checkpoint.remove()
     remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write

@@ -52,7 +52,7 @@ def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_name
     if stop > start:
         encode_to_file(images[start:stop], part, arch, shard_cfg, device, shard_labels, class_names,
                        f"{source}[{start}:{stop}]", overwrite=True, progress=progress and place.is_main,
-                       init=learned_init)
+                       init=learned_init, steps=cfg.steps, lr=cfg.lr)  # cfg is the caller's final choice
     barrier()
     merged = None
     if place.is_main:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,18 @@ from skimage import data as skdata
 from rapidinr.core.errors import UserError
 from rapidinr.sources.images import IMAGE_SUFFIXES, read_image, resize_images, stack_images
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+def package_data_dir() -> Path:
+    """Where the package's data lives: ``rapidinr/data`` inside an installed wheel (the top-level
+    ``data/`` copied in at build time, pyproject.toml's package-dir mapping), found through
+    :mod:`importlib.resources`; in a source checkout, the top-level ``data/`` itself."""
+    installed = resources.files("rapidinr") / "data"
+    if installed.is_dir():  # a wheel install unpacks to real files: a Traversable that is a Path
+        return Path(str(installed))
+    return Path(__file__).resolve().parents[2] / "data"
+
+
+DATA_DIR = package_data_dir()
 DEFAULT_DIR = DATA_DIR / "fashion-mnist"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -186,15 +198,22 @@ def list_image_files(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def load_folder(root: Path, size=None, skip_bad: bool = False) -> ImageSet:
-    """A folder of images; where every image lies in a first-level subfolder, that is its class."""
+def load_folder(root: Path, size=None, skip_bad: bool = False, limit: int | None = None) -> ImageSet:
+    """A folder of images; where every image lies in a first-level subfolder, that is its class.
+
+    ``limit``: decode only the first ``limit`` readable images (in file order); the classes are
+    still every first-level subfolder holding images, so labels mean the same with or without it."""
     if not root.is_dir():
         raise UserError(f"{root}: no such folder")
     files = list_image_files(root)
     if not files:
         raise UserError(f"{root}: no image files found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    relative = [p.relative_to(root).as_posix() for p in files]
+    all_classes = sorted({n.split("/", 1)[0] for n in relative}) if all("/" in n for n in relative) else []
     arrays, grays, names, skipped = [], [], [], []
     for path in files:
+        if limit is not None and len(arrays) >= limit:
+            break  # --limit before decoding: the rest of the folder is never read
         try:
             array, gray = read_image(path, size)
         except UserError as err:
@@ -209,14 +228,15 @@ def load_folder(root: Path, size=None, skip_bad: bool = False) -> ImageSet:
         raise UserError(f"{root}: no readable images (skipped {len(skipped)})")
     images = stack_images(arrays, grays, names)
     labels, classes = None, []
-    if all("/" in n for n in names):
-        classes = sorted({n.split("/", 1)[0] for n in names})
+    if all_classes:
+        classes = all_classes
         index = {c: i for i, c in enumerate(classes)}
         labels = torch.tensor([index[n.split("/", 1)[0]] for n in names], dtype=torch.int64)
     return ImageSet(images, labels, classes, names, f"imagefolder:{root}", skipped)
 
 
-def load_torchvision(name: str, root: Path, split: str, size=None, download: bool = False) -> ImageSet:
+def load_torchvision(name: str, root: Path, split: str, size=None, download: bool = False,
+                     limit: int | None = None) -> ImageSet:
     """CIFAR-10, Flowers102 or FashionMNIST from a local root (torchvision's own readers)."""
     import torchvision.datasets as tvd  # heavy: importing torchvision costs ~1 s
 
@@ -234,7 +254,7 @@ def load_torchvision(name: str, root: Path, split: str, size=None, download: boo
             if size is None:
                 raise UserError("flowers102: images differ in size; pass --size HxW (e.g. 224x224)")
             arrays, grays, labels = [], [], []
-            for path, label in zip(ds._image_files, ds._labels):
+            for path, label in list(zip(ds._image_files, ds._labels))[:limit]:  # --limit before decoding
                 array, gray = read_image(Path(path), size)
                 arrays.append(array)
                 grays.append(gray)
@@ -254,6 +274,8 @@ def load_source(spec: str, size=None, split: str = "train", download: bool = Fal
     """Resolve a SOURCE string (see the module docstring) into an :class:`ImageSet`."""
     if split not in ("train", "test"):
         raise UserError(f"--split must be train or test, got {split!r}")
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
     name, _, rest = str(spec).partition(":")
     if name == "default":
         out = load_default(rest or split, size) if (rest or split) in ("train", "test") else None
@@ -266,7 +288,7 @@ def load_source(spec: str, size=None, split: str = "train", download: bool = Fal
     elif name in ("cifar10", "flowers102", "fashion-mnist"):
         if not rest:
             raise UserError(f"source {spec!r}: give the dataset's root folder, {name}:ROOT")
-        out = load_torchvision(name, Path(rest), split, size, download)
+        out = load_torchvision(name, Path(rest), split, size, download, limit)
     elif name == "kodak" or name.startswith("kodak/"):
         factor = name.partition("/")[2] or "1"
         if not rest or not factor.isdigit() or int(factor) < 1:
@@ -278,17 +300,15 @@ def load_source(spec: str, size=None, split: str = "train", download: bool = Fal
         out = load_folder(Path(rest) / split, size, skip_bad)
         out.source = f"cifar10-folder:{rest}/{split}"
     elif name == "imagefolder":
-        out = load_folder(Path(rest), size, skip_bad)
+        out = load_folder(Path(rest), size, skip_bad, limit)
     elif Path(spec).exists():
         if not Path(spec).is_dir():
             raise UserError(f"{spec}: SOURCE must be a folder of images or a named source, not a file")
-        out = load_folder(Path(spec), size, skip_bad)
+        out = load_folder(Path(spec), size, skip_bad, limit)
     else:
         raise UserError(f"source {spec!r}: no such folder, and not one of {', '.join(NAMED)}")
     if len(out) == 0:
         raise UserError(f"source {spec!r}: holds no images")
     if limit is not None and name != "samples-crops" and not (name.startswith("kodak") and size is not None):
-        if limit < 1:
-            raise UserError(f"--limit must be >= 1, got {limit}")
-        out = out.subset(0, limit)
+        out = out.subset(0, limit)  # the folder and Flowers102 readers applied it before decoding already
     return out

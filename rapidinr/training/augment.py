@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rapidinr.core.errors import UserError
+
 SMALL_IMAGE_MAX_SIDE = 64  # up to this side: crop with padding; above: random-resized crop
 
 
@@ -45,7 +47,8 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", "pad-crop", "resized-crop", "none"):
-            raise ValueError(f"unknown augmentation mode {self.mode!r}")
+            raise UserError(f"--augment: unknown augmentation mode {self.mode!r} "
+                            "(use auto, pad-crop, resized-crop or none)")
 
     @property
     def resolved_mode(self) -> str:
@@ -83,7 +86,16 @@ class Boxes:
         return self.top.shape[0]
 
     def to(self, device) -> "Boxes":
-        return Boxes(*(t.to(device) for t in (self.top, self.left, self.height, self.width, self.flip)))
+        return Boxes(*(to_device(t, device) for t in (self.top, self.left, self.height, self.width, self.flip)))
+
+
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """A small CPU tensor onto ``device`` without a host sync: CPU → CUDA goes through pinned
+    memory as a non-blocking copy (a blocking copy would wait for every kernel queued before it)."""
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def sample_boxes(n: int, cfg: AugmentConfig, generator: torch.Generator | None = None) -> Boxes:
@@ -158,6 +170,8 @@ def inside(coords: torch.Tensor) -> torch.Tensor:
 def apply_pixels(images: torch.Tensor, boxes: Boxes, size: tuple[int, int]) -> torch.Tensor:
     """The boxes as batched pixel ops: images (B, C, h, w) uint8 or float → float (B, C, H, W) on [0, 1].
 
+    ``boxes`` as :func:`sample_boxes` makes them, on the CPU (boxes on a device are copied back).
+
     Pad-crop boxes (full-size boxes at whole-pixel offsets, output size = source size) become an
     index gather with zero fill (exact); every other box is bilinear ``grid_sample`` at the
     coordinates :func:`box_coords` gives the INR loader.
@@ -165,16 +179,19 @@ def apply_pixels(images: torch.Tensor, boxes: Boxes, size: tuple[int, int]) -> t
     x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     b, c, src_h, src_w = x.shape
     h, w = size
+    # Boxes are decided on the CPU (sample_boxes makes them there): which path, and how much
+    # padding, never read a value back from the device, so a GPU batch costs no host sync.
+    boxes = boxes.to("cpu")
     whole = (bool((boxes.height == 1).all()) and bool((boxes.width == 1).all()) and (h, w) == (src_h, src_w))
     if whole:
-        dy = (boxes.top * h).round().long().to(x.device)  # (B,)
-        dx = (boxes.left * w).round().long().to(x.device)
-        pad = int(max(dy.abs().max(), dx.abs().max())) if b else 0
+        dy_cpu, dx_cpu = (boxes.top * h).round().long(), (boxes.left * w).round().long()  # (B,)
+        pad = int(max(dy_cpu.abs().max(), dx_cpu.abs().max())) if b else 0
+        dy, dx = to_device(dy_cpu, x.device), to_device(dx_cpu, x.device)
         if pad:
             x = F.pad(x, (pad, pad, pad, pad))  # zero fill, as torchvision's RandomCrop(padding=...)
         rows = dy[:, None] + pad + torch.arange(h, device=x.device)  # (B, H)
         cols = dx[:, None] + pad + torch.arange(w, device=x.device)  # (B, W)
-        cols = torch.where(boxes.flip.to(x.device)[:, None], cols.flip(1), cols)
+        cols = torch.where(to_device(boxes.flip, x.device)[:, None], cols.flip(1), cols)
         x = x.gather(2, rows[:, None, :, None].expand(b, c, h, x.shape[3]))  # (B, C, H, w+2p)
         return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))  # (B, C, H, W)
     grid = box_coords(boxes, size, device=x.device).view(b, h, w, 2)  # (B, H, W, 2) as (x, y)

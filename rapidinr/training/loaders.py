@@ -97,10 +97,10 @@ class InrLoader(_IndexedLoader):
         self.inrs, self.memory_budget_mb = inrs, memory_budget_mb
 
     def decode(self, rows: torch.Tensor, boxes: augment.Boxes) -> torch.Tensor:
-        """Decode images ``rows`` through their boxes → normalized (B, C, H, W), channels-last memory."""
+        """Decode images ``rows`` (CPU int64 (B,)) through their boxes → normalized (B, C, H, W), channels-last memory."""
         h, w = self.aug.size
         coords = augment.box_coords(boxes, self.aug.size, device=self.device)  # (B, H*W, 2)
-        flat = self.inrs.decode_at(rows.to(self.device), coords, self.memory_budget_mb)  # (B, H*W, C)
+        flat = self.inrs.decode_at(rows, coords, self.memory_budget_mb)  # (B, H*W, C); rows on the CPU
         if self.aug.resolved_mode == "pad-crop":
             flat.mul_(augment.inside(coords))  # the padding is black, as in the pixel pipelines
         images = flat.view(-1, h, w, flat.shape[-1]).permute(0, 3, 1, 2)  # (B, C, H, W), NHWC memory
@@ -109,8 +109,10 @@ class InrLoader(_IndexedLoader):
     def __iter__(self):
         labels = self.inrs.labels
         for rows, boxes in self._batches():
-            rows_dev = rows.to(self.device)
-            yield self.decode(rows_dev, boxes), labels.index_select(0, rows_dev)
+            rows = rows.pin_memory() if self.device.type == "cuda" else rows  # copied without a sync
+            rows_dev = augment.to_device(rows, self.device)  # no host sync
+            # CPU rows to decode: INRSet checks their range on the CPU, no host sync per batch
+            yield self.decode(rows, boxes), labels.index_select(0, rows_dev)
 
 
 class TensorLoader(_IndexedLoader):
@@ -127,9 +129,9 @@ class TensorLoader(_IndexedLoader):
 
     def __iter__(self):
         for rows, boxes in self._batches():
-            rows_dev = rows.to(self.device)
+            rows_dev = augment.to_device(rows, self.device)  # no host sync
             batch = self.images.index_select(0, rows_dev)  # (B, C, H, W) uint8
-            images = augment.apply_pixels(batch, boxes.to(self.device), self.aug.size)
+            images = augment.apply_pixels(batch, boxes, self.aug.size)  # CPU boxes
             yield augment.normalize(images, self.aug), self.labels.index_select(0, rows_dev)
 
 
@@ -235,8 +237,8 @@ class NvjpegLoader(_IndexedLoader):
             data = [self.encoded[i] for i in rows.tolist()]
             decoded = decode_jpeg(data, mode=mode, device=self.device)  # list of (C, h, w) uint8
             batch = resize_images(torch.stack(decoded), self.aug.size)  # (B, C, H, W)
-            images = augment.apply_pixels(batch, boxes.to(self.device), self.aug.size)
-            yield augment.normalize(images, self.aug), self.labels.index_select(0, rows.to(self.device))
+            images = augment.apply_pixels(batch, boxes, self.aug.size)  # CPU boxes
+            yield augment.normalize(images, self.aug), self.labels.index_select(0, augment.to_device(rows, self.device))
 
 
 # -- DALI ------------------------------------------------------------------------------------------
@@ -253,10 +255,32 @@ def require_dali() -> None:
         raise UserError(f"--pipeline dali needs NVIDIA DALI, which is not installed: {DALI_INSTALL}")
 
 
+def dali_offsets(pad: int):
+    """A DALI op drawing one whole-pixel pad-crop offset per sample, uniform over -pad..pad:
+    drawn from the discrete values themselves (a continuous uniform over [-pad, pad + 1) cast to
+    int reached pad + 1, with uneven weights at the two ends)."""
+    from nvidia.dali import fn, types
+
+    return fn.random.uniform(values=list(range(-pad, pad + 1)), dtype=types.INT32)
+
+
+def shuffled_files(files: list, labels: list, seed: int) -> tuple[list, list]:
+    """The file list in one seeded random order (the same on every rank): DALI's reader then
+    starts from a true permutation, not its buffered shuffle over files sorted by class."""
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [files[i] for i in order], [labels[i] for i in order]
+
+
 class DaliLoader:
     """An NVIDIA DALI pipeline over the JPEG files: reader, decoder (``mixed`` on a GPU, ``cpu``
     without one), per-sample crop (pad-crop via ``slice`` with zero fill, or ``random_resized_crop``),
-    per-sample ``coin_flip`` mirror, normalization. ``workers`` is DALI's CPU thread count."""
+    per-sample ``coin_flip`` mirror, normalization. ``workers`` is DALI's CPU thread count.
+
+    Epochs: the reader pads its last batch (``pad_last_batch``), so every epoch starts at a
+    reader epoch and covers each of the rank's images once; the files start in a seeded
+    permutation and are reshuffled globally after each epoch (``shuffle_after_epoch``, the same
+    order on every rank, as a DistributedSampler). An iteration left early (the training loop's
+    warm-up) is run to the end of its reader epoch before the next one starts."""
 
     name = "dali"
 
@@ -268,8 +292,12 @@ class DaliLoader:
         self.aug, self.batch_size, self.workers = aug, int(batch_size), int(max(workers, 1))
         self.n = len(paths) // world * world
         self.world, self.rank, self.drop_last = world, rank, drop_last
-        self.pipe = self._build([str(p) for p in paths], [int(v) for v in labels], channels, shuffle, seed)
+        files, classes = [str(p) for p in paths][: self.n], [int(v) for v in labels][: self.n]
+        if shuffle:
+            files, classes = shuffled_files(files, classes, seed)
+        self.pipe = self._build(files, classes, channels, shuffle, seed)
         self.pipe.build()
+        self.left_in_epoch = 0  # reader batches of an abandoned epoch still to run through
 
     def _build(self, files, labels, channels, shuffle, seed):
         from nvidia.dali import fn, pipeline_def, types
@@ -283,9 +311,9 @@ class DaliLoader:
         @pipeline_def(batch_size=self.batch_size, num_threads=self.workers, device_id=device_id,
                       seed=seed * 7919 + self.rank + 1, prefetch_queue_depth=2)
         def pipe():
-            jpegs, label = fn.readers.file(files=files, labels=labels, random_shuffle=shuffle,
+            jpegs, label = fn.readers.file(files=files, labels=labels, shuffle_after_epoch=shuffle,
                                            shard_id=self.rank, num_shards=self.world,
-                                           pad_last_batch=False, name="reader", seed=seed + 1)
+                                           pad_last_batch=True, name="reader", seed=seed + 1)
             out_type = types.GRAY if channels == 1 else types.RGB
             if mode == "resized-crop":
                 images = fn.decoders.image_random_crop(
@@ -298,8 +326,7 @@ class DaliLoader:
                 images = fn.resize(images, resize_x=w, resize_y=h)  # no-op at the stored size
                 if mode == "pad-crop":
                     pad_h, pad_w = self.aug.pad
-                    dy = fn.random.uniform(range=[-pad_h, pad_h + 1], dtype=types.INT32)
-                    dx = fn.random.uniform(range=[-pad_w, pad_w + 1], dtype=types.INT32)
+                    dy, dx = dali_offsets(pad_h), dali_offsets(pad_w)
                     anchor = fn.stack(fn.cast(dy, dtype=types.FLOAT), fn.cast(dx, dtype=types.FLOAT))
                     images = fn.slice(images, anchor, fn.constant(fdata=[float(h), float(w)]),
                                       axes=[0, 1], normalized_anchor=False, normalized_shape=False,
@@ -312,8 +339,9 @@ class DaliLoader:
 
         return pipe()
 
-    def set_epoch(self, epoch: int) -> None:  # DALI's reader reshuffles itself every epoch
-        pass
+    def set_epoch(self, epoch: int) -> None:
+        """The reader's order is its own (seeded, reshuffled after every epoch); each iteration is
+        one reader epoch, so nothing to set: the epochs stay aligned however many are run."""
 
     def __len__(self) -> int:
         per_rank = self.n // self.world
@@ -322,12 +350,19 @@ class DaliLoader:
     def __iter__(self):
         from nvidia.dali.backend import TensorListCPU
 
+        for _ in range(self.left_in_epoch):  # the rest of an epoch an earlier iteration left
+            self.pipe.run()
         per_rank = self.n // self.world
+        batches = -(-per_rank // self.batch_size)  # reader batches in one epoch, the last one padded
+        self.left_in_epoch = batches
         left = per_rank if not self.drop_last else len(self) * self.batch_size
-        while left > 0:
+        while self.left_in_epoch:
             images, labels = self.pipe.run()
+            self.left_in_epoch -= 1
             take = min(left, self.batch_size)
             left -= take
+            if take <= 0:  # drop_last: the partial batch is run (the reader's epoch ends) but not yielded
+                continue
             if isinstance(images, TensorListCPU):
                 x = torch.from_numpy(images.as_array())[:take].to(self.device, non_blocking=True)
             else:  # mixed decoding left the batch on the GPU: hand it over there

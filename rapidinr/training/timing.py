@@ -1,9 +1,14 @@
 """Epoch timing for training: data time, step time, wall time and CPU core-seconds per epoch.
 
 Every pipeline is timed the same way (see :class:`EpochTimer`): the wait for the next batch is
-*data time*, the forward/backward/update is *step time*, both measured between device
-synchronizations (CUDA events on a GPU, ``perf_counter`` on the CPU); wall time per epoch is the
-whole loop.
+*data time*, the forward/backward/update is *step time*; wall time per epoch is the whole loop.
+
+On a GPU the marks are CUDA events recorded on the stream, never a synchronization: a host sync
+per mark (three a step) would stall the queue the timing is meant to observe. The events are read
+after one synchronization at the end of the epoch (airbench's way): the span between the event
+after a step and the event after the next batch arrived is data time (the stream idles while
+the host waits for data), the span from there to the event after the step is step time. On the
+CPU the marks are ``perf_counter`` readings, which need no synchronization.
 """
 from __future__ import annotations
 
@@ -19,69 +24,56 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class Clock:
-    """Elapsed seconds between marks: each mark synchronizes the device, then reads
-    ``perf_counter`` (one sync per mark, so that the split between data and step is honest)."""
-
-    def __init__(self, device: torch.device):
-        self.device = torch.device(device)
-
-    def now(self) -> float:
-        synchronize(self.device)
-        return time.perf_counter()
-
-
-class CudaEventPair:
-    """A CUDA-event stopwatch (GPU time of the work queued between start() and stop())."""
-
-    def __init__(self):
-        self.begin = torch.cuda.Event(enable_timing=True)
-        self.end = torch.cuda.Event(enable_timing=True)
-
-    def start(self):
-        self.begin.record()
-
-    def stop(self) -> float:
-        self.end.record()
-        self.end.synchronize()
-        return self.begin.elapsed_time(self.end) / 1000
+def new_event():
+    """A timing CUDA event (a function, so tests can stand in for CUDA on the CPU)."""
+    return torch.cuda.Event(enable_timing=True)
 
 
 class EpochTimer:
-    """Accumulates data time and step time over one epoch, plus its wall time and CPU seconds."""
+    """Accumulates data time and step time over one epoch, plus its wall time and CPU seconds.
+
+    ``with EpochTimer(device) as t: ... t.data_done() ... t.step_done(n)``; :meth:`result` after."""
 
     def __init__(self, device: torch.device):
-        self.clock = Clock(device)
         self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.marks: list[tuple[str, object]] = []  # ("start" | "data" | "step" | "end", event or seconds)
         self.data = self.step = 0.0
         self.images = self.batches = 0
-        self.gpu_step = 0.0
+
+    def _mark(self, kind: str) -> None:
+        if self.cuda:
+            event = new_event()
+            event.record()
+            self.marks.append((kind, event))
+        else:
+            self.marks.append((kind, time.perf_counter()))
 
     def __enter__(self):
         self.cpu0 = cpu_core_seconds()
-        self.t0 = self.mark = self.clock.now()
+        self.t0 = time.perf_counter()
+        self._mark("start")
         return self
 
     def data_done(self) -> None:
-        t = self.clock.now()
-        self.data += t - self.mark
-        self.mark = t
-        if self.device.type == "cuda":
-            self._pending = CudaEventPair()
-            self._pending.start()
+        self._mark("data")
 
     def step_done(self, images: int) -> None:
-        if self.device.type == "cuda":
-            self.gpu_step += self._pending.stop()  # CUDA-event time of the step's kernels
-        t = self.clock.now()
-        self.step += t - self.mark
-        self.mark = t
+        self._mark("step")
         self.images += images
         self.batches += 1
 
     def __exit__(self, *exc):
-        self.wall = self.clock.now() - self.t0
+        self._mark("end")
+        synchronize(self.device)  # the epoch's one synchronization: every event has completed
+        self.wall = time.perf_counter() - self.t0
         self.cpu = cpu_core_seconds() - self.cpu0
+        for (_, first), (kind, second) in zip(self.marks, self.marks[1:]):
+            seconds = first.elapsed_time(second) / 1000 if self.cuda else second - first
+            if kind == "data":
+                self.data += seconds
+            elif kind == "step":
+                self.step += seconds
         return False
 
     def result(self) -> dict:
@@ -89,4 +81,4 @@ class EpochTimer:
                 "images": self.images, "batches": self.batches,
                 "images_per_s": round(self.images / self.wall, 2) if self.wall > 0 else None,
                 "cpu_core_s": round(self.cpu, 3),
-                "gpu_step_s": round(self.gpu_step, 4) if self.device.type == "cuda" else None}
+                "gpu_step_s": round(self.step, 4) if self.cuda else None}  # step time from events on a GPU

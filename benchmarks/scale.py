@@ -1,0 +1,113 @@
+"""Scale: encode 1k, 10k and 100k tiny images end to end and watch time per image and peak memory.
+
+Each size runs in a fresh Python process (so its peak RSS is its own): synthetic 8×8 gray images
+(smooth gradients plus noise, seeded), a tiny 1x8 SIREN, a few Adam steps at lr 1e-2, then the compression
+rounds (L1 pruning with a short retrain, 8-bit quantization), written to one ``.rinr`` with
+``encode_to_file`` (checkpointed chunks of 4096 images, so one chunk's working memory is the same
+at every size and what grows is what the set's size makes grow) and read back. Printed per size: wall seconds per image,
+peak RSS (and the part the encode adds beyond making the synthetic images), the file's size, and
+both against the smallest size — the aim (issue 14): time per image
+at 100k within 1.3× of 1k, peak RSS growing no faster than the file.
+
+    python benchmarks/scale.py                         # 1k, 10k, 100k
+    python benchmarks/scale.py --sizes 1000,20000      # a test-sized run
+
+Writes benchmarks/results/scale-cpu.json. One torch thread (the machine is shared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rapidinr.core.results import results_document, write_results
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+WORKER = r"""
+import json, resource, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from rapidinr import load
+from rapidinr.codec.prune import PruneConfig
+from rapidinr.codec.quantize import QuantConfig
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.encoding.compress import CompressConfig
+from rapidinr.encoding.runner import encode_to_file
+
+n, steps, retrain, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+g = torch.Generator().manual_seed(0)
+ramp = torch.linspace(0, 1, 8)
+base = (ramp[:, None] * torch.rand(n, 1, 1, generator=g) + ramp[None, :] * torch.rand(n, 1, 1, generator=g))  # (n, 8, 8)
+images = ((base * 0.6 + torch.rand(n, 8, 8, generator=g) * 0.2) * 255).round().clamp(0, 255).to(torch.uint8)[:, None]
+rss_images = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+compression = CompressConfig(prune=PruneConfig(l1_ratio=0.2, retrain_steps=retrain), quant=QuantConfig(bits=8))
+start = time.perf_counter()
+inrs = encode_to_file(images, out, Arch.parse("1x8", 1), FitConfig(steps=steps, lr=1e-2, chunk_size=4096), "cpu",
+                      progress=False,
+                      compression=compression, overwrite=True)
+encode_s = time.perf_counter() - start
+back = load(out)
+assert len(back) == n
+print(json.dumps({"images": n, "encode_s": encode_s, "seconds_per_image": encode_s / n,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_after_images_mb": rss_images / 1024, "file_bytes": out.stat().st_size,
+                  "psnr_mean": float(inrs.psnr.mean())}))
+"""
+
+
+def run_size(n: int, args, folder: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", WORKER, str(n), str(args.steps), str(args.retrain_steps),
+                          str(folder / f"scale-{n}.rinr")], env=env, capture_output=True, text=True, check=False,
+                         timeout=args.timeout)
+    if out.returncode != 0:
+        raise SystemExit(f"scale: the {n}-image run failed:\n{out.stderr[-3000:]}")
+    (folder / f"scale-{n}.rinr").unlink(missing_ok=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="1000,10000,100000")
+    p.add_argument("--steps", type=int, default=20, help="Adam steps per image in round 1 (default 20)")
+    p.add_argument("--retrain-steps", type=int, default=5, help="retraining steps after L1 pruning (default 5)")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--out", default=str(RESULTS / "scale-cpu.json"))
+    args = p.parse_args(argv)
+    sizes = [int(v) for v in args.sizes.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            rows.append(run_size(n, args, Path(tmp)))
+            r = rows[-1]
+            print(f"  {n:>7} images: {1000 * r['seconds_per_image']:.3f} ms/image, peak RSS {r['peak_rss_mb']:.0f} MB, "
+                  f"file {r['file_bytes'] / 2**20:.1f} MB, PSNR {r['psnr_mean']:.2f} dB", flush=True)
+    first = rows[0]
+    print(f"scale: 8x8 gray, arch 1x8, {args.steps} steps + L1 0.2 ({args.retrain_steps} retrain steps) + 8-bit")
+    print(f"  {'images':>8}{'ms/image':>10}{'x first':>9}{'peak RSS MB':>13}{'encode MB':>11}{'growth':>8}"
+          f"{'file MB':>9}{'file growth':>13}")
+    for r in rows:
+        r["time_vs_first"] = round(r["seconds_per_image"] / first["seconds_per_image"], 3)
+        # what the encode added to the peak, beyond making the synthetic images (this script's own)
+        r["encode_rss_mb"] = round(r["peak_rss_mb"] - r["rss_after_images_mb"], 1)
+        r["rss_growth_mb"] = round(r["encode_rss_mb"] - first["encode_rss_mb"], 1)
+        r["file_growth_mb"] = round((r["file_bytes"] - first["file_bytes"]) / 2**20, 2)
+        print(f"  {r['images']:>8}{1000 * r['seconds_per_image']:>10.3f}{r['time_vs_first']:>9.2f}"
+              f"{r['peak_rss_mb']:>13.0f}{r['encode_rss_mb']:>11.1f}{r['rss_growth_mb']:>8.1f}{r['file_bytes'] / 2**20:>9.2f}"
+              f"{r['file_growth_mb']:>13.2f}")
+    settings = {"sizes": sizes, "steps": args.steps, "retrain_steps": args.retrain_steps, "arch": "1x8",
+                "image": "8x8 gray synthetic", "compression": "l1 0.2 + 8-bit", "threads": 1}
+    document = results_document("scale", "end-to-end encode (fit, prune, quantize, write, read) at growing sizes",
+                                settings, rows)
+    print(f"wrote {write_results(args.out, document)}")
+    return document
+
+
+if __name__ == "__main__":
+    main()
