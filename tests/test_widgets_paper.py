@@ -127,7 +127,8 @@ def test_residual_explorer_shows_four_methods_and_refuses_bad_index(tiny_sets):
     images, _, packed = tiny_sets
     ui = widgets.residual_explorer(images, packed)
     fig = ui.update(index=1)
-    assert len(fig.axes) == 8  # original, INR, JPEG, downsampled JPEG; each with its residual
+    # original, INR, JPEG, downsampled JPEG, WebP; each with its residual; one residual colour bar
+    assert len(fig.axes) == 11
     titles = [ax.get_title() for ax in fig.axes]
     assert any(t.startswith("INR") for t in titles) and any("×2" in t for t in titles)
     assert ui.update(factor=4) is not None and any("×4 q" in ax.get_title() for ax in ui.last_figure.axes)

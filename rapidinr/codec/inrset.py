@@ -162,9 +162,10 @@ class INRSet:
         return self.store.dense()
 
     def to(self, device) -> "INRSet":
-        labels = self.labels.to(device) if self.labels is not None else None
-        out = INRSet(self.store.to(device), self.arch, self.height, self.width, labels,
-                     self.class_names, self.psnr, self.meta)
+        out = INRSet(self.store.to(device), self.arch, self.height, self.width, None, self.class_names,
+                     self.psnr, self.meta)
+        # labels were checked when this set was made: moved as they are, with no read of their values
+        out.labels = self.labels.to(device) if self.labels is not None else None
         out.file_bytes, out.file_version = self.file_bytes, self.file_version
         return out
 

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rapidinr.core.errors import UserError
+from rapidinr.study import baselines
 from rapidinr.study.figures.registry import Producer
 from rapidinr.study.figures.samples import crops, settings_for
 from rapidinr.study.rd import ENVELOPE, RDConfig, sweep
@@ -111,11 +112,14 @@ def quick_sweep(ctx) -> dict:
 
 def _live_sweep(ctx) -> dict:
     s = settings_for(ctx.quick)
-    scale = (s.size / 32) ** 2
+    images = crops(s.images, s.size, ctx.seed)
+    # the study's caps scaled by pixel count, less those no codec can meet at this (small) size
+    floor = min(baselines.smallest_file(images, name) for name in QUICK_CODECS)
+    caps = [round(c * (s.size / 32) ** 2) for c in (320, 480, 640, 900, 1200)]
+    caps = tuple(c for c in caps if c >= floor) or (floor,)
     cfg = RDConfig(archs=s.rd_archs, fit=s.fit_config(ctx.seed), prune=s.prune_config(), qualities=s.qualities,
-                   codecs=QUICK_CODECS, protocol="cap", caps=tuple(round(c * scale) for c in (320, 480, 640, 900, 1200)))
-    return sweep(crops(s.images, s.size, ctx.seed), cfg, ctx.device, progress=ctx.progress,
-                 source=f"sample-crops:{s.size}x{s.size}")
+                   codecs=QUICK_CODECS, protocol="cap", caps=caps)
+    return sweep(images, cfg, ctx.device, progress=ctx.progress, source=f"sample-crops:{s.size}x{s.size}")
 
 
 def full_results(results_dir) -> tuple[dict, str]:
