@@ -66,7 +66,8 @@ def test_init_pinned_by_hash_to_a_shipped_init(tmp_path):
 
 def test_unknown_init_hash_without_a_stored_init_is_refused(tmp_path):
     init = siren.init_params(ARCH, [7])[0]
-    INRSet(CompactStore.from_params(weights(), ARCH, 8, init=init, store_init=False), ARCH, 5, 4).save(tmp_path / "u.rinr")
+    store = CompactStore.from_params(weights(), ARCH, 8, init=init, store_init=False)
+    INRSet(store, ARCH, 5, 4).save(tmp_path / "u.rinr")
     with pytest.raises(UserError, match=r"u.rinr: weights are stored relative to init .* no learned init"):
         load(tmp_path / "u.rinr")
 

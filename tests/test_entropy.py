@@ -43,7 +43,8 @@ def test_ideal_bits_predict_the_stream_and_beat_raw_bytes():
 @pytest.fixture()
 def stream():
     rng = np.random.default_rng(1)
-    codes = [np.clip(np.round(rng.laplace(0, 5, 500)), -127, 127).astype(np.int32), rng.integers(-7, 8, 60).astype(np.int32)]
+    codes = [np.clip(np.round(rng.laplace(0, 5, 500)), -127, 127).astype(np.int32),
+             rng.integers(-7, 8, 60).astype(np.int32)]
     models = [entropy.fit_model(codes[0], 127), entropy.fit_model(codes[1], 7)]
     return codes, models, entropy.encode(codes, models)
 

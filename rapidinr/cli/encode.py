@@ -105,8 +105,8 @@ def add_compression_options(p) -> None:
                    "--arch and --rd-lambda); recorded in the file header (key preset)")
     g.add_argument("--compact-bits", type=int, help="compact store: one width for every layer (2..16) instead "
                    "of the rate-distortion allocation")
-    g.add_argument("--rd-lambda", type=float, help="compact store: bytes per image one dB is worth in the bit "
-                   "allocation (smaller: smaller files, lower PSNR)")
+    g.add_argument("--rd-lambda", type=float, help="compact store: bits per weight one dB is worth in the bit "
+                   "allocation (default 0.56; smaller: smaller files, lower PSNR)")
     g.add_argument("--init-relative", action="store_true", help="compact store: code each weight relative to "
                    "the --init learned init (the preset does whenever --init is learned or a file)")
 

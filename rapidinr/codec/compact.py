@@ -11,10 +11,10 @@ with an entropy coder, is what a rate-distortion-optimal uniform quantizer uses 
 
 On the device: the integer codes of the groups of up to 8 bits as int8 (N, P8), of the wider
 groups as int16 (N, P16), the step of every position (P,) and the init (P,); ``gather`` is two
-index_selects, two column scatters, one multiply and one add. In the file: the codes of the whole set in one ANS stream (``entropy.py``, one
-parametric model per group), the bits, steps and models in the header (key ``compact``), and the
-init either stored once (tensor ``init``) or pinned by its sha256 to a learned init that ships in
-``data/`` (:func:`shipped_init`).
+index_selects, two column scatters, one multiply and one add. In the file: the codes of the whole
+set in one ANS stream (``entropy.py``, one parametric model per group), the bits, steps and models
+in the header (key ``compact``), and the init either stored once (tensor ``init``) or pinned by
+its sha256 to a learned init that ships in ``data/`` (:func:`shipped_init`).
 """
 from __future__ import annotations
 
@@ -242,7 +242,8 @@ def _init_of(path, spec, tensors: dict, p: int) -> torch.Tensor | None:
     """The init a file's weights are relative to: stored in it, or the shipped init its hash pins."""
     if spec is None:
         return None
-    if not isinstance(spec, dict) or not isinstance(spec.get("sha256"), str) or not isinstance(spec.get("stored"), bool):
+    if (not isinstance(spec, dict) or not isinstance(spec.get("sha256"), str)
+            or not isinstance(spec.get("stored"), bool)):
         raise UserError(f"{path}: header field 'compact.init' is malformed")
     if spec["stored"]:
         init = tensors.get("init")

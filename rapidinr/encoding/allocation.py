@@ -3,11 +3,12 @@
 Every weight matrix and bias (a group, ``rapidinr.codec.compact.groups``) gets 2..16 bits; its step
 is the set's largest |w - init| on that grid (``compact.default_steps``). The allocation minimises
 
-    cost(bits) = bytes per image (ideal entropy-coded size of all groups) - lambda * PSNR (dB)
+    cost(bits) = bits per weight (ideal entropy-coded size of all groups) - lambda * PSNR (dB)
 
 by greedy coordinate descent: from ``start`` bits everywhere, move the one group by one bit
-(up or down) that lowers the cost most, until no move does. ``lambda`` is in bytes per dB: a
-1 dB loss is accepted when it saves more than ``lambda`` bytes per image. The PSNR is the set's
+(up or down) that lowers the cost most, until no move does. ``lambda`` is in bits per weight per
+dB: a 1 dB loss is accepted when it saves more than ``lambda`` bits per weight (``lambda`` × P / 8
+bytes per image, so one lambda means the same trade at every --arch). The PSNR is the set's
 mean of the float decode (the fit's own measure); the rate is the constriction coder's code length
 under each group's fitted model (``entropy.ideal_bits``), within a few bytes of the real stream.
 """
@@ -34,7 +35,7 @@ def set_psnr(params: torch.Tensor, arch: Arch, images: torch.Tensor) -> float:
 
 def allocate_bits(images: torch.Tensor, params: torch.Tensor, arch: Arch, init: torch.Tensor | None,
                   lam: float, start: int = 12, low: int = MIN_BITS, high: int = MAX_BITS) -> list[int]:
-    """Bits per group (list of len(groups(arch))) minimising bytes/image - lam * PSNR (module doc)."""
+    """Bits per group (list of len(groups(arch))) minimising bits/weight - lam * PSNR (module doc)."""
     n = max(params.shape[0], 1)
     layout = groups(arch)
     delta = params.float() - (init if init is not None else 0)  # (N, P)
@@ -46,7 +47,7 @@ def allocate_bits(images: torch.Tensor, params: torch.Tensor, arch: Arch, init: 
             codes = quantize_codes(params, arch, bits, default_steps(delta, arch, bits), init)  # (N, P)
             s, size = layout[g]
             part = codes[:, s : s + size].to(torch.int32).numpy()
-            rates[g, b] = entropy.ideal_bits(part, entropy.fit_model(part, qmax(b))) / 8 / n
+            rates[g, b] = entropy.ideal_bits(part, entropy.fit_model(part, qmax(b))) / n / arch.n_params
         return rates[g, b]
 
     def cost(bits: list[int]) -> float:

@@ -42,7 +42,7 @@ class CompactConfig:
     entropy-coded, relative to the learned init where the fit started from one."""
 
     bits: int | None = None  # one width for every group (2..16); None: chosen per group by rate-distortion
-    rd_lambda: float = 40.0  # the allocation's trade: bytes per image one dB of PSNR is worth
+    rd_lambda: float = 0.56  # the allocation's trade: bits per weight one dB of PSNR is worth
     finetune_steps: int = 0  # quantization-aware fine-tuning (straight-through) after the allocation
     finetune_lr: float = 1e-4
     rate_weight: float = 0.0  # a rate term in the fine-tuning loss: this times mean |code| (0: none)
@@ -54,7 +54,7 @@ class CompactConfig:
         if self.bits is not None:
             check_bits([self.bits], "--compact-bits")
         if not (0 < self.rd_lambda < 1e6):
-            raise UserError(f"--rd-lambda must be a positive number of bytes per dB, got {self.rd_lambda}")
+            raise UserError(f"--rd-lambda must be a positive number of bits per weight per dB, got {self.rd_lambda}")
         if self.finetune_steps < 0:
             raise UserError(f"--quant-finetune-steps must be >= 0, got {self.finetune_steps}")
         if not (0 <= self.rate_weight < 1e6) or (self.rate_weight and not self.finetune_steps):
@@ -65,7 +65,7 @@ class CompactConfig:
 
 
 # Named configurations ``encode --preset`` picks (benchmarks/compact_store.py measured them).
-PRESETS = {"compact": CompactConfig(rd_lambda=40.0, finetune_steps=200, preset="compact")}
+PRESETS = {"compact": CompactConfig(rd_lambda=0.56, finetune_steps=200, preset="compact")}
 
 
 def preset(name: str) -> CompactConfig:
