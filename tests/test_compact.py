@@ -12,6 +12,7 @@ from rapidinr.codec.store import DenseStore
 from rapidinr.core import siren
 from rapidinr.core.config import Arch
 from rapidinr.core.errors import UserError
+from rapidinr.encoding.allocation import allocate_bits
 from rapidinr.encoding.compress import PRESETS
 from rapidinr.encoding.learned_init import load_init, shipped_inits
 
@@ -162,3 +163,14 @@ def test_preset_starts_from_the_shipped_rgb_init_and_pins_it_by_hash(tmp_path, c
                         "--quiet", "--arch", "3x15", "--preset", "compact", "--init", "random"], capsys)
     assert code == 0, err
     assert not load(tmp_path / "r.rinr").store.relative
+
+
+def test_rd_allocation_spends_bits_where_they_pay_and_keeps_hidden_weights_int8():
+    arch = Arch.parse("3x8", 3)
+    params = siren.init_params(arch, list(range(6))) * 1.5  # (6, P)
+    images = (torch.rand(6, 3, 6, 6, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cheap, rich = (allocate_bits(images, params, arch, None, lam) for lam in (0.05, 5.0))
+    assert all(a <= b for a, b in zip(cheap, rich)) and sum(cheap) < sum(rich)
+    assert [rich[g] for g in (2, 4)] == [min(rich[2], 8), min(rich[4], 8)]  # hidden weight matrices: at most 8
+    store = CompactStore.from_params(params, arch, rich)
+    assert store.narrow.shape[1] >= 2 * 8 * 8  # both hidden matrices on the device as int8

@@ -33,9 +33,18 @@ def set_psnr(params: torch.Tensor, arch: Arch, images: torch.Tensor) -> float:
     return float(psnr_from_mse((out - targets).square().mean(dim=(1, 2))).mean())
 
 
+def device_limits(arch: Arch) -> list[int]:
+    """The most bits each group may take: 8 for the hidden layers' weight matrices, which hold most
+    weights and so stay int8 on the device (the issue's 2-8-bit codes); 16 for the first and last
+    layers and every bias (few numbers, and a bias error is multiplied by w0 inside the sine)."""
+    last = len(arch.layer_shapes()) - 1
+    return [8 if (g % 2 == 0 and 0 < g // 2 < last) else MAX_BITS for g in range(2 * (last + 1))]
+
+
 def allocate_bits(images: torch.Tensor, params: torch.Tensor, arch: Arch, init: torch.Tensor | None,
-                  lam: float, start: int = 12, low: int = MIN_BITS, high: int = MAX_BITS) -> list[int]:
-    """Bits per group (list of len(groups(arch))) minimising bits/weight - lam * PSNR (module doc)."""
+                  lam: float, start: int = 12, low: int = MIN_BITS, high: list[int] | None = None) -> list[int]:
+    """Bits per group (list of len(groups(arch))) minimising bits/weight - lam * PSNR (module doc),
+    each within ``low`` and its ``high`` (default :func:`device_limits`)."""
     n = max(params.shape[0], 1)
     layout = groups(arch)
     delta = params.float() - (init if init is not None else 0)  # (N, P)
@@ -54,11 +63,12 @@ def allocate_bits(images: torch.Tensor, params: torch.Tensor, arch: Arch, init: 
         decoded = fake_quantize(params, arch, bits, default_steps(delta, arch, bits), init)
         return sum(rate(g, b) for g, b in enumerate(bits)) - lam * set_psnr(decoded, arch, images)
 
-    bits = [start] * len(layout)
+    high = device_limits(arch) if high is None else high
+    bits = [min(start, h) for h in high]
     current = cost(bits)
     while True:
         moves = [bits[:g] + [b] + bits[g + 1 :] for g in range(len(bits)) for b in (bits[g] - 1, bits[g] + 1)
-                 if low <= b <= high]
+                 if low <= b <= high[g]]
         scored = [(cost(m), m) for m in moves]
         best_cost, best = min(scored, key=lambda t: t[0])
         if best_cost >= current - 1e-9:
