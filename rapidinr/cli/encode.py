@@ -11,7 +11,7 @@ from rapidinr.codec.quantize import QuantConfig
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.distributed import from_env
 from rapidinr.core.errors import UserError
-from rapidinr.encoding.compress import CompressConfig
+from rapidinr.encoding.compress import CompressConfig, preset
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
 from rapidinr.encoding.runner import MAX_SEED, check_memory, device_chunking, encode_to_file, resolve_device
 from rapidinr.encoding.sharded import encode_sharded
@@ -111,6 +111,15 @@ def add_compression_options(p) -> None:
                    "finer than --quant-bits (default: --quant-bits)")
     g.add_argument("--quant-finetune-steps", type=int, help="quantization-aware fine-tuning steps (default 0)")
     g.add_argument("--lossless", help="zstd: a lossless stage over the compressed payload (default none)")
+    g.add_argument("--preset", help="compact: the smallest store (every layer on its own grid, bits per layer "
+                   "by rate-distortion, entropy-coded, relative to the --init learned init; the rate is set by "
+                   "--arch and --rd-lambda); recorded in the file header (key preset)")
+    g.add_argument("--compact-bits", type=int, help="compact store: one width for every layer (2..16) instead "
+                   "of the rate-distortion allocation")
+    g.add_argument("--rd-lambda", type=float, help="compact store: bits per weight one dB is worth in the bit "
+                   "allocation (default 0.56; smaller: smaller files, lower PSNR)")
+    g.add_argument("--init-relative", action="store_true", help="compact store: code each weight relative to "
+                   "the --init learned init (the preset does whenever --init is learned or a file)")
 
 
 def compression_config(args):
@@ -143,8 +152,25 @@ def compression_config(args):
     lossless = args.lossless
     if lossless not in (None, "none", "zstd"):
         raise UserError(f"--lossless: expected zstd or none, got {lossless!r}")
-    config = CompressConfig(prune, quant, None if lossless in (None, "none") else lossless)
+    config = CompressConfig(prune, quant, None if lossless in (None, "none") else lossless, compact_config(args))
     return config if config.active else None
+
+
+def compact_config(args):
+    """The CompactConfig --preset / --compact-bits / --rd-lambda ask for, or None."""
+    if args.init_relative and args.init in (None, "random"):
+        raise UserError("--init-relative: needs a learned init (--init learned or --init FILE)")
+    if args.preset is None:
+        if args.compact_bits is not None or args.rd_lambda is not None or args.init_relative:
+            raise UserError("--compact-bits / --rd-lambda / --init-relative: need --preset compact")
+        return None
+    cfg = preset(args.preset)
+    if args.compact_bits is not None:
+        cfg = dataclasses.replace(cfg, bits=args.compact_bits)
+    if args.rd_lambda is not None:
+        cfg = dataclasses.replace(cfg, rd_lambda=args.rd_lambda)
+    return cfg
+
 
 
 # -- torchrun: one shard per rank, merged by rank 0 into one file (rapidinr.distributed) ----------
@@ -169,15 +195,16 @@ def _run_sharded(args, data, arch, cfg, device, compression, out, init) -> int:
 
 # -- learned initialization (meta.py; made by `rapidinr meta-init`) ---------------------------------
 def add_init_option(p) -> None:
-    p.add_argument("--init", default="random",
-                   help="where every image's fit starts: random (SIREN init, default), learned (the "
+    p.add_argument("--init", default=None,
+                   help="where every image's fit starts: random (SIREN init, default; under --preset compact: "
+                   "the learned init that ships for this arch and size, where one does), learned (the "
                    "init that ships for this arch and size, e.g. the default dataset's 3x15 at 28x28), "
                    "or a file made by `rapidinr meta-init`")
 
 
 def check_init_option(args) -> None:
     spec = args.init
-    if spec not in ("random", "learned") and not Path(spec).is_file():
+    if spec not in (None, "random", "learned") and not Path(spec).is_file():
         raise UserError(f"--init: expected learned, random or a learned-init file, got {spec!r} (no such file)")
 
 
@@ -192,4 +219,9 @@ def recommended_config(args, cfg, init):
 
 def resolve_init_option(args, arch, shape):
     """The LearnedInit for --init (None for random); a mismatch of arch or size is a clear error."""
+    if args.init is None:  # the default: random; the compact preset starts from a shipped learned init if one fits
+        try:
+            return resolve_init("learned", arch, int(shape[2]), int(shape[3])) if args.preset else None
+        except UserError:
+            return None
     return resolve_init(args.init, arch, int(shape[2]), int(shape[3]))

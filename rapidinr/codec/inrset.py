@@ -291,6 +291,7 @@ class INRSet:
             "device_bytes": self.store.nbytes,
             "has_labels": self.labels is not None,
             "classes": len(self.class_names),
+            "preset": self.meta.get("preset"),  # the encode --preset (compress.PRESETS), or None
         }
 
 

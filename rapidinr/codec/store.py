@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from rapidinr.codec.compact import CompactStore
 from rapidinr.codec.prune import pack_mask, unpack_mask, weight_positions
 from rapidinr.codec.quantize import CODE_DTYPES, Layout, dequantize, quantize
 from rapidinr.core.config import Arch
@@ -290,3 +291,6 @@ def _unzip(path, tensors: dict, table) -> dict:
 
 
 STORES[PackedStore.encoding] = PackedStore
+
+# -- the compact store (every layer on its own grid, entropy-coded codes): see compact.py ----------
+STORES[CompactStore.encoding] = CompactStore

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from rapidinr.codec.compact import CompactStore, check_bits, default_steps, group_index
+from rapidinr.codec.compact import fake_quantize as compact_fake_quantize
 from rapidinr.codec.inrset import INRSet
 from rapidinr.codec.measure import measure_weights
 from rapidinr.codec.prune import PruneConfig, l1_mask, weight_sparsity
@@ -29,30 +31,76 @@ from rapidinr.core import siren
 from rapidinr.core.adam import BatchedAdam
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
+from rapidinr.encoding.allocation import allocate_bits
 from rapidinr.encoding.fit import chunk_size_for, cosine_lr, fit, images_to_targets, psnr_from_mse
 
 LOSSLESS = (None, "zstd")
 
 
 @dataclass(frozen=True)
+class CompactConfig:
+    """The compact store (``rapidinr.codec.compact``): every layer on its own set-wide grid, codes
+    entropy-coded, relative to the learned init where the fit started from one."""
+
+    bits: int | None = None  # one width for every group (2..16); None: chosen per group by rate-distortion
+    rd_lambda: float = 0.56  # the allocation's trade: bits per weight one dB of PSNR is worth
+    finetune_steps: int = 0  # quantization-aware fine-tuning (straight-through) after the allocation
+    finetune_lr: float = 1e-4
+    rate_weight: float = 0.0  # a rate term in the fine-tuning loss: this times mean |code| (0: none)
+    relative: bool = True  # code w - init when the fit started from a learned init
+    store_init: bool = False  # carry the init in the file (else: pinned by its sha256 to a shipped init)
+    preset: str | None = None  # the --preset this configuration came from (file header key ``preset``)
+
+    def __post_init__(self) -> None:
+        if self.bits is not None:
+            check_bits([self.bits], "--compact-bits")
+        if not (0 < self.rd_lambda < 1e6):
+            raise UserError(f"--rd-lambda must be a positive number of bits per weight per dB, got {self.rd_lambda}")
+        if self.finetune_steps < 0:
+            raise UserError(f"--quant-finetune-steps must be >= 0, got {self.finetune_steps}")
+        if not (0 <= self.rate_weight < 1e6) or (self.rate_weight and not self.finetune_steps):
+            raise UserError(f"rate_weight must be >= 0 and needs fine-tuning steps, got {self.rate_weight}")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Named configurations ``encode --preset`` picks (benchmarks/compact_store.py measured them).
+PRESETS = {"compact": CompactConfig(rd_lambda=0.56, finetune_steps=200, preset="compact")}
+
+
+def preset(name: str) -> CompactConfig:
+    if name not in PRESETS:
+        raise UserError(f"--preset: expected one of {', '.join(sorted(PRESETS))}, got {name!r}")
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
 class CompressConfig:
-    """Rounds 2-3 (``prune``), quantization (``quant``) and the lossless stage; None skips each."""
+    """Rounds 2-3 (``prune``), quantization (``quant``) and the lossless stage; None skips each.
+    ``compact``: the compact store instead of quantization and the lossless stage."""
 
     prune: PruneConfig | None = None
     quant: QuantConfig | None = None
     lossless: str | None = None  # None or "zstd": a lossless stage over the packed file payload
+    compact: CompactConfig | None = None
 
     def __post_init__(self) -> None:
         if self.lossless not in LOSSLESS:
             raise UserError(f"--lossless: expected zstd or none, got {self.lossless!r}")
+        if self.compact is not None and (self.quant is not None or self.lossless is not None or self.prune is not None):
+            raise UserError("the compact store quantizes and entropy-codes on its own: drop --quant-bits, "
+                            "--lossless and the pruning options")
 
     @property
     def active(self) -> bool:
-        return (self.prune is not None and self.prune.active) or self.quant is not None or self.lossless is not None
+        return ((self.prune is not None and self.prune.active) or self.quant is not None or self.lossless is not None
+                or self.compact is not None)
 
     def to_json(self) -> dict:
         return {"prune": self.prune.to_json() if self.prune else None,
-                "quant": self.quant.to_json() if self.quant else None, "lossless": self.lossless}
+                "quant": self.quant.to_json() if self.quant else None, "lossless": self.lossless,
+                "compact": self.compact.to_json() if self.compact else None}
 
 
 def _round(name: str, params, arch, images, device, seconds: float, **extra) -> dict:
@@ -71,46 +119,84 @@ def retrain(images, params, mask, arch: Arch, fit_cfg: FitConfig, prune: PruneCo
 
 def finetune_quantized(images, params, arch: Arch, quant: QuantConfig, fit_cfg: FitConfig, device,
                        progress: bool = True) -> torch.Tensor:
+    """Quantization-aware fine-tuning of a layer-wise quantized store (:func:`finetune_straight_through`
+    at ``fake_quantize(·, layout)``); zeros (pruned weights) stay zero."""
+    layout = quant.layout(arch)
+    return finetune_straight_through(images, params, arch, lambda p: fake_quantize(p, layout), quant.finetune_steps,
+                                     quant.finetune_lr, fit_cfg, device, progress, keep_zeros=True)
+
+
+def finetune_straight_through(images, params, arch: Arch, quantizer, steps: int, lr: float, fit_cfg: FitConfig,
+                              device, progress: bool = True, keep_zeros: bool = False, rate_grad=None) -> torch.Tensor:
     """Quantization-aware fine-tuning with a straight-through estimator.
 
-    The loss is taken at the quantized weights, its gradient applied to float shadow weights;
-    zeros (pruned weights) stay zero. Returns each image's float weights whose *quantized* decode
-    had the best PSNR seen (the starting point included), so it never makes an image worse.
+    The loss is taken at ``quantizer(p)`` (the weights the store will decode to), its gradient
+    applied to float shadow weights ``p``; with ``keep_zeros`` zeros (pruned weights) stay zero.
+    Returns each image's float weights whose *quantized* decode had the best PSNR seen (the
+    starting point included), so it never makes an image worse. ``rate_grad(p)`` (b, P): the
+    gradient of a rate term added to the loss's (a smaller file for some PSNR); the best weights
+    are then the last ones rather than the best-PSNR ones.
     """
-    layout = quant.layout(arch)
     n, _, h, w = images.shape
     device = torch.device(device)
     coords = siren.coordinate_grid(h, w, device=device)  # (HW, 2)
-    cfg = dataclasses.replace(fit_cfg, steps=quant.finetune_steps, lr=quant.finetune_lr)
+    cfg = dataclasses.replace(fit_cfg, steps=steps, lr=lr)
     size = chunk_size_for(arch, h * w, cfg)
     out = params.clone()
     for start in tqdm(range(0, n, size), desc="quant-finetune", disable=not progress):
         adam = BatchedAdam(params[start : start + size].to(device).clone(), cfg.betas, cfg.eps)  # (b, P)
         p = adam.params
-        mask = (p != 0).float()
+        mask = (p != 0).float() if keep_zeros else None
         targets = images_to_targets(images[start : start + size]).to(device)  # (b, HW, C)
         best, best_psnr = p.clone(), torch.full((p.shape[0],), -math.inf, device=device)
         for step in range(cfg.steps + 1):
-            mse, grad = siren.loss_and_grad(fake_quantize(p, layout), arch, coords, targets)
+            mse, grad = siren.loss_and_grad(quantizer(p), arch, coords, targets)
             psnr = psnr_from_mse(mse)  # (b,)
-            better = psnr > best_psnr  # (b,): a row-wise select, never boolean indexing (a host sync a step)
+            better = psnr > best_psnr if rate_grad is None else torch.ones_like(psnr, dtype=torch.bool)
+            # (b,): a row-wise select, never boolean indexing (a host sync a step)
             best = torch.where(better[:, None], p, best)
             best_psnr = torch.where(better, psnr, best_psnr)
             if step == cfg.steps:
                 break
+            if rate_grad is not None:
+                grad.add_(rate_grad(p))
             adam.step(grad, cosine_lr(cfg, step, cfg.lr), mask)
         out[start : start + size] = best.cpu()
     return out
 
 
+def compact_store(images, params, arch: Arch, cfg: CompactConfig, fit_cfg: FitConfig, device,
+                  base: torch.Tensor | None = None, progress: bool = True) -> CompactStore:
+    """Float weights (N, P) → a CompactStore: bits per group (fixed or by rate-distortion),
+    optional quantization-aware fine-tuning at those bits and steps. ``base`` (P,): the learned
+    init the fit started from (coded relative to it when ``cfg.relative``)."""
+    init = base.float().cpu() if (base is not None and cfg.relative) else None
+    n_groups = 2 * len(arch.layer_shapes())
+    bits = [cfg.bits] * n_groups if cfg.bits is not None else allocate_bits(images, params, arch, init, cfg.rd_lambda)
+    steps = default_steps(params - (init if init is not None else 0), arch, bits)
+    if cfg.finetune_steps:
+        anchor = (init if init is not None else torch.zeros(arch.n_params)).to(device)  # (P,)
+        step = torch.tensor(steps, device=device)[group_index(arch).to(device)]  # (P,)
+        # d/dw of rate_weight * mean |(w - anchor) / step|: a Laplace code length's proxy
+        rate_grad = (lambda p: torch.sign(p - anchor).div_(step).mul_(cfg.rate_weight / arch.n_params)
+                     ) if cfg.rate_weight else None
+        params = finetune_straight_through(images, params, arch,
+                                           lambda p: compact_fake_quantize(p, arch, bits, steps, init),
+                                           cfg.finetune_steps, cfg.finetune_lr, fit_cfg, device, progress,
+                                           rate_grad=rate_grad)
+    return CompactStore.from_params(params, arch, bits, steps, init, cfg.store_init)
+
+
 def compress(images: torch.Tensor, arch: Arch, fit_cfg: FitConfig, cfg: CompressConfig, device="cpu",
              init: torch.Tensor | None = None, progress: bool = True, meta: dict | None = None,
-             labels: torch.Tensor | None = None, class_names: list[str] | None = None) -> INRSet:
+             labels: torch.Tensor | None = None, class_names: list[str] | None = None,
+             base: torch.Tensor | None = None) -> INRSet:
     """Run the pipeline on uint8 images (N, C, H, W).
 
     init: round-1 weights (N, P) from an earlier fit (round 1 is then skipped, e.g. to share one
     fit between the variants of a rate-distortion sweep). Returns the INRSet on ``device`` with
-    per-round statistics in ``meta["compression"]``.
+    per-round statistics in ``meta["compression"]``. base: the learned init (P,) round 1 started
+    from, for the compact store's init-relative codes.
     """
     _, _, h, w = images.shape
     rounds = []
@@ -135,7 +221,12 @@ def compress(images: torch.Tensor, arch: Arch, fit_cfg: FitConfig, cfg: Compress
         rounds.append(_round("dynamic-prune", params, arch, images, device, time.perf_counter() - start,
                              schedule=prune.schedule.name, ratio_mean=float(ratio.mean()) if len(ratio) else 0.0))
     quant = cfg.quant
-    if quant is not None:
+    if cfg.compact is not None:
+        start = time.perf_counter()
+        store = compact_store(images, params, arch, cfg.compact, fit_cfg, device, base, progress)
+        rounds.append(_round("compact", store.dense(), arch, images, device, time.perf_counter() - start,
+                             bits=store.bits))
+    elif quant is not None:
         start = time.perf_counter()
         if quant.finetune_steps:
             params = finetune_quantized(images, params, arch, quant, fit_cfg, device, progress)
@@ -148,6 +239,8 @@ def compress(images: torch.Tensor, arch: Arch, fit_cfg: FitConfig, cfg: Compress
         store = DenseStore(params)
     psnr = rounds[-1]["_psnr"]
     meta = dict(meta or {})
+    if cfg.compact is not None and cfg.compact.preset:
+        meta["preset"] = cfg.compact.preset
     meta["compression"] = {**cfg.to_json(), "rounds": [{k: v for k, v in r.items() if k != "_psnr"}
                                                         for r in rounds]}
     return INRSet(store, arch, h, w, labels, class_names, psnr, meta).to(device)

@@ -89,7 +89,8 @@ def encode(images: torch.Tensor, arch: str | Arch = "3x15", steps: int | None = 
         seconds = time.perf_counter() - start
         meta = {"fit": _fit_meta(cfg), "refits": result.refits, "image_steps": result.image_steps,
                 "encode_seconds": round(seconds, 3), "device": str(dev), "init": init_meta}
-        return _finish(images, result.params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+        return _finish(images, result.params, arch, cfg, compression, dev, meta, labels, class_names, progress,
+                       learned.params if learned is not None else None)
 
 
 def _refresh(threads):
@@ -142,12 +143,12 @@ def check_memory(arch: Arch, height: int, width: int, cfg: FitConfig) -> None:
 
 
 def _finish(images, params, arch: Arch, cfg: FitConfig, compression, dev, meta: dict, labels, class_names,
-            progress: bool) -> INRSet:
+            progress: bool, base: torch.Tensor | None = None) -> INRSet:
     """Round 1's weights (N, P) → the final INRSet on ``dev``: compressed (rounds 2-3 and
     quantization, compress.py) when ``compression`` asks for it, else dense; PSNR measured."""
     if compression is not None and compression.active:
         return compress(images, arch, cfg, compression, dev, init=params, progress=progress,
-                        meta=meta, labels=labels, class_names=class_names)
+                        meta=meta, labels=labels, class_names=class_names, base=base)
     inrs = INRSet(params, arch, images.shape[2], images.shape[3], labels, class_names, None, meta).to(dev)
     inrs.psnr = measure_set(inrs, images)
     return inrs
@@ -303,7 +304,8 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
         meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits,
                 "encode_seconds": round(time.perf_counter() - start, 3), "device": str(dev),
                 "resumed_chunks": first_missing, "init": init_meta}
-        inrs = _finish(images, params, arch, cfg, compression, dev, meta, labels, class_names, progress)
+        inrs = _finish(images, params, arch, cfg, compression, dev, meta, labels, class_names, progress,
+                       learned.params if learned is not None else None)
     inrs.save(out)
     checkpoint.remove()
     remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write

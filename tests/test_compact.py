@@ -1,0 +1,177 @@
+"""The compact store (rapidinr.codec.compact), its encode pipeline and `encode --preset compact`."""
+import json
+
+import pytest
+import torch
+
+from rapidinr.cli import main
+from rapidinr.codec import fileformat
+from rapidinr.codec.compact import CompactStore
+from rapidinr.codec.inrset import INRSet, load
+from rapidinr.codec.store import DenseStore
+from rapidinr.core import siren
+from rapidinr.core.config import Arch
+from rapidinr.core.errors import UserError
+from rapidinr.encoding.allocation import allocate_bits
+from rapidinr.encoding.compress import PRESETS
+from rapidinr.encoding.learned_init import load_init, shipped_inits
+
+ARCH = Arch.parse("2x8", 3)
+
+
+def weights(n=6, seed=0):
+    return siren.init_params(ARCH, list(range(seed, seed + n))) * 1.5  # (n, P): something like fitted weights
+
+
+def test_file_round_trip_is_exact_and_device_codes_stay_integers(tmp_path):
+    store = CompactStore.from_params(weights(), ARCH, [10, 12, 6, 9, 4, 8])
+    before = store.dense()
+    INRSet(store, ARCH, 5, 4).save(tmp_path / "c.rinr")
+    back = load(tmp_path / "c.rinr")
+    assert back.store.encoding == "compact-v1"
+    assert torch.equal(back.store.codes, store.codes)
+    assert torch.equal(back.params, before)
+    assert back.store.narrow.dtype == torch.int8 and back.store.wide.dtype == torch.int16
+    assert torch.equal(back.store.gather(torch.tensor([4, 1])), before[[4, 1]])
+
+
+def test_quantization_error_is_within_half_a_step():
+    params = weights()
+    store = CompactStore.from_params(params, ARCH, 8)
+    error = (store.dense() - params).abs()
+    assert bool((error <= store.step / 2 + 1e-6).all())
+
+
+def test_init_relative_decode_equals_the_dense_decode(tmp_path):
+    init = siren.init_params(ARCH, [99])[0]  # (P,)
+    params = init + 0.01 * torch.randn(6, ARCH.n_params, generator=torch.Generator().manual_seed(0))
+    relative = CompactStore.from_params(params, ARCH, 6, init=init, store_init=True)
+    INRSet(relative, ARCH, 5, 4).save(tmp_path / "r.rinr")
+    loaded = load(tmp_path / "r.rinr")
+    dense = INRSet(DenseStore(relative.dense()), ARCH, 5, 4)
+    assert torch.equal(loaded.decode(), dense.decode())
+    absolute = CompactStore.from_params(params, ARCH, 6)  # the same bits on w itself: a coarser grid
+    assert (relative.dense() - params).abs().max() < (absolute.dense() - params).abs().max()
+
+
+def test_init_pinned_by_hash_to_a_shipped_init(tmp_path):
+    shipped = [load_init(p) for p in shipped_inits()]
+    learned = next(i for i in shipped if i.arch.channels == 3)
+    arch = learned.arch
+    params = learned.params + 0.02 * torch.randn(4, arch.n_params, generator=torch.Generator().manual_seed(1))
+    store = CompactStore.from_params(params, arch, 8, init=learned.params, store_init=False)
+    INRSet(store, arch, 4, 4).save(tmp_path / "p.rinr")
+    assert "init" not in fileformat.read(tmp_path / "p.rinr")[1]  # pinned, not carried
+    assert torch.equal(load(tmp_path / "p.rinr").params, store.dense())
+
+
+def test_unknown_init_hash_without_a_stored_init_is_refused(tmp_path):
+    init = siren.init_params(ARCH, [7])[0]
+    store = CompactStore.from_params(weights(), ARCH, 8, init=init, store_init=False)
+    INRSet(store, ARCH, 5, 4).save(tmp_path / "u.rinr")
+    with pytest.raises(UserError, match=r"u.rinr: weights are stored relative to init .* no learned init"):
+        load(tmp_path / "u.rinr")
+
+
+def _rewrite(path, change):
+    """Apply ``change(header, tensors)`` and write the file again with a valid checksum."""
+    header, tensors, _ = fileformat.read(path)
+    change(header, tensors)
+    fileformat.write(path, {k: v for k, v in header.items()
+                            if k not in ("format", "format_version", "payload_sha256", "file_sha256")},
+                     tensors)
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda h, t: t.__setitem__("stream", t["stream"][:-1].clone()), "entropy-coded weights are corrupt"),
+    (lambda h, t: t.__setitem__("stream", t["stream"] ^ 4), "entropy-coded weights are corrupt"),
+    (lambda h, t: h["compact"].__setitem__("bits", [1] * 6), "bits must be integers in 2..16"),
+    (lambda h, t: h["compact"].__setitem__("steps", [0.0] * 6), "step sizes must be positive"),
+    (lambda h, t: t.pop("stream"), "entropy-coded weights missing"),
+    (lambda h, t: t.__setitem__("init", t["init"] * 2), "stored init does not match its sha256"),
+])
+def test_corrupt_compact_files_are_refused_with_one_line(tmp_path, damage, needle):
+    init = siren.init_params(ARCH, [3])[0]
+    INRSet(CompactStore.from_params(weights(), ARCH, 8, init=init), ARCH, 5, 4).save(tmp_path / "c.rinr")
+    _rewrite(tmp_path / "c.rinr", damage)
+    with pytest.raises(UserError, match=needle) as err:
+        load(tmp_path / "c.rinr")
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_compact_file_is_refused(tmp_path):
+    INRSet(CompactStore.from_params(weights(), ARCH, 8), ARCH, 5, 4).save(tmp_path / "t.rinr")
+    data = (tmp_path / "t.rinr").read_bytes()
+    (tmp_path / "t.rinr").write_bytes(data[:-6])
+    with pytest.raises(UserError, match="t.rinr"):
+        load(tmp_path / "t.rinr")
+
+
+@pytest.mark.parametrize("bits", [1, 17, [8] * 5])
+def test_bits_outside_2_to_16_are_refused(bits):
+    with pytest.raises(UserError, match="--compact-bits"):
+        CompactStore.from_params(weights(), ARCH, bits)
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+FAST = ["--steps", "30", "--quiet", "--arch", "2x8", "--size", "8x8", "--limit", "4"]
+
+
+def test_preset_compact_is_recorded_and_reproduced(tmp_path, capsys):
+    first, second = tmp_path / "a.rinr", tmp_path / "b.rinr"
+    for out in (first, second):
+        code, _, err = run(["encode", "samples", "-o", out, *FAST, "--preset", "compact"], capsys)
+        assert code == 0, err
+    code, text, _ = run(["info", first, "--json"], capsys)
+    info = json.loads(text)
+    assert info["preset"] == "compact" and info["param_encoding"] == "compact-v1"
+    a, b = load(first), load(second)
+    assert a.meta["compression"]["compact"] == PRESETS["compact"].to_json()
+    assert a.store.bits == b.store.bits and torch.equal(a.params, b.params)
+
+
+@pytest.mark.parametrize("options, needle", [
+    (["--preset", "smallest"], "--preset: expected one of compact"),
+    (["--preset", "compact", "--compact-bits", "1"], "--compact-bits: bits must be integers in 2..16"),
+    (["--preset", "compact", "--compact-bits", "17"], "--compact-bits: bits must be integers in 2..16"),
+    (["--preset", "compact", "--init-relative"], "--init-relative: needs a learned init"),
+    (["--compact-bits", "6"], "need --preset compact"),
+    (["--preset", "compact", "--quant-bits", "8"], "compact store quantizes and entropy-codes on its own"),
+])
+def test_bad_compact_options_fail_with_one_line_and_no_output(tmp_path, capsys, options, needle):
+    out = tmp_path / "x.rinr"
+    code, _, err = run(["encode", "samples", "-o", out, *FAST, *options], capsys)
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_preset_starts_from_the_shipped_rgb_init_and_pins_it_by_hash(tmp_path, capsys):
+    out = tmp_path / "l.rinr"
+    code, _, err = run(["encode", "samples-crops", "-o", out, "--limit", "4", "--steps", "20", "--quiet",
+                        "--arch", "3x15", "--preset", "compact"], capsys)
+    assert code == 0, err
+    inrs = load(out)
+    assert inrs.meta["init"]["kind"] == "learned" and inrs.store.relative
+    header = fileformat.read(out)[0]
+    assert header["compact"]["init"] == {"sha256": inrs.meta["init"]["sha256"], "stored": False}
+    code, _, err = run(["encode", "samples-crops", "-o", tmp_path / "r.rinr", "--limit", "4", "--steps", "20",
+                        "--quiet", "--arch", "3x15", "--preset", "compact", "--init", "random"], capsys)
+    assert code == 0, err
+    assert not load(tmp_path / "r.rinr").store.relative
+
+
+def test_rd_allocation_spends_bits_where_they_pay_and_keeps_hidden_weights_int8():
+    arch = Arch.parse("3x8", 3)
+    params = siren.init_params(arch, list(range(6))) * 1.5  # (6, P)
+    images = (torch.rand(6, 3, 6, 6, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cheap, rich = (allocate_bits(images, params, arch, None, lam) for lam in (0.05, 5.0))
+    assert all(a <= b for a, b in zip(cheap, rich)) and sum(cheap) < sum(rich)
+    assert [rich[g] for g in (2, 4)] == [min(rich[2], 8), min(rich[4], 8)]  # hidden weight matrices: at most 8
+    store = CompactStore.from_params(params, arch, rich)
+    assert store.narrow.shape[1] >= 2 * 8 * 8  # both hidden matrices on the device as int8
