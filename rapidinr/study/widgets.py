@@ -36,9 +36,9 @@ from rapidinr.study.figures import figure_bytes
 from rapidinr.study.figures.rate_distortion import plot_rd
 from rapidinr.study.figures.residuals import plot_residuals, residual_data
 from rapidinr.study.figures.search import PLOTS
-from rapidinr.study.figures.training import pipeline_rows, pipeline_table, plot_accuracy_vs_bytes, plot_pipeline_times
+from rapidinr.study.figures.training import NOTE_RECT, pipeline_figure, pipeline_rows, pipeline_table, plot_accuracy_vs_bytes, plot_pipeline_times
 
-__all__ = ["BudgetExplorer", "InteractiveFigure", "check_parameter", "check_choice", "check_device", "check_folder",
+__all__ = ["BudgetExplorer", "InteractiveFigure", "check_parameter", "check_choice", "check_device", "check_folder", "check_data",
            "show", "show_errors_plainly", "decode_explorer", "budget_explorer",
            "study_explorer", "fit_study", "RDExplorer", "rd_explorer", "weight_bytes", "layer_names",
            "weights_explorer", "residual_explorer", "accuracy_explorer", "pipelines_explorer", "render_accuracy",
@@ -117,6 +117,15 @@ def check_folder(name: str, value) -> None:
     """A notebook parameter naming a folder that must exist."""
     if value is not None and not Path(value).is_dir():
         raise UserError(f"parameter {name} = {str(value)!r}: no such folder")
+
+
+def check_data(name: str, value) -> None:
+    """A notebook's dataset parameter: ``default``, a named SOURCE such as ``cifar10:ROOT``, or a
+    folder that exists (checked here, so a typo reads as one line naming the parameter)."""
+    if not isinstance(value, str) or not value:
+        raise UserError(f"parameter {name} = {value!r}: use \"default\", a folder of images or cifar10:ROOT")
+    if value != "default" and ":" not in value and not Path(value).is_dir():
+        raise UserError(f"parameter {name} = {value!r}: no such folder")
 
 
 def refusal_html(message: str) -> str:
@@ -674,10 +683,9 @@ def render_pipelines(doc: dict, data: str = "all", per_epoch: bool = True):
         table = {data: table[data]}
     if not table:
         raise UserError("this results file holds no pipeline rows")
-    fig = Figure(figsize=(4.5 * len(table), 4.0))
-    axes = fig.subplots(1, len(table), squeeze=False)[0]
-    plot_pipeline_times(doc, axes=axes, per_epoch=per_epoch)
-    fig.tight_layout()
+    fig, axes, loader_axes = pipeline_figure(doc, len(table))
+    plot_pipeline_times(doc, axes=axes, per_epoch=per_epoch, loader_axes=loader_axes)
+    fig.tight_layout(rect=NOTE_RECT)
     return fig
 
 
