@@ -14,6 +14,8 @@ import pytest
 nbclient = pytest.importorskip("nbclient")
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError  # noqa: E402
 
+from rapidinr.study.notebooks_html import notebook_client  # noqa: E402
+
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
@@ -33,8 +35,7 @@ def _execute(nb, monkeypatch, timeout=120):
     pristine = copy.deepcopy(nb)  # the retry starts from the unexecuted cells
     for attempt in (1, 2):
         run = nb if attempt == 1 else copy.deepcopy(pristine)
-        client = nbclient.NotebookClient(run, timeout=timeout, kernel_name="python3",
-                                         resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+        client = notebook_client(run, NOTEBOOK_DIR, timeout)  # polls for replies in slices (nbclient#312)
         try:
             done = client.execute()  # executes ``run`` in place (callers read nb's outputs)
         except (CellTimeoutError, DeadKernelError):

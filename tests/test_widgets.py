@@ -1,5 +1,7 @@
-"""Widget callbacks, called directly (no browser, no kernel)."""
+"""Widget callbacks, called directly (no browser, no kernel), and their refusals in a live kernel."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,11 +195,13 @@ def test_refusals_in_a_live_kernel_are_one_line_never_a_traceback(monkeypatch):
     import json
 
     nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("nbclient")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in KERNEL_CELLS])
-    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3").execute()
+    from rapidinr.study.notebooks_html import notebook_client
+
+    notebook_client(nb, Path.cwd(), timeout=180).execute()
     everything = json.dumps(nb)  # cell outputs and the Output widgets' captured outputs (widget state)
     assert "Traceback" not in everything and '"output_type": "error"' not in everything
     printed = [line for cell in nb.cells for o in cell.outputs for line in o.get("text", "").splitlines()]

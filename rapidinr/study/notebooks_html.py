@@ -36,16 +36,49 @@ def notebook_paths(only: list[str] | None = None, folder: Path = NOTEBOOK_DIR) -
     return [by_stem[name] for name in only]
 
 
+def notebook_client(nb, folder: Path, timeout: int = 600):
+    """An nbclient ``NotebookClient`` for ``nb`` run in ``folder``, whose wait for each cell's reply
+    polls the shell channel in one-second slices (up to ``timeout`` in all).
+
+    Why: with ipywidgets in a cell, nbclient's single long wait for the execute reply sometimes does
+    not wake when the reply arrives (jupyter/nbclient#312); the cell then "takes" the whole timeout
+    (610 s here for a 20 s notebook) with the kernel idle. A fresh poll each second sees the reply.
+    """
+    # nbclient and jupyter_client: optional (the `test` and `notebooks` extras)
+    import nbclient
+    from queue import Empty
+    from time import monotonic
+
+    class SlicedPollClient(nbclient.NotebookClient):
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            channel = kc.shell_channel
+            wait = channel.get_msg
+
+            async def get_msg(timeout=None, **kwargs):
+                deadline = None if timeout is None else monotonic() + timeout
+                while True:
+                    left = 1.0 if deadline is None else max(0.0, min(1.0, deadline - monotonic()))
+                    try:
+                        return await wait(timeout=left, **kwargs)
+                    except Empty:
+                        if deadline is not None and monotonic() >= deadline:
+                            raise
+
+            channel.get_msg = get_msg
+            return kc
+
+    return SlicedPollClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
+
+
 def execute(path: Path, timeout: int = 600):
     """Run the notebook at ``path`` in a fresh kernel in its own folder; returns the executed NotebookNode."""
     # nbformat/nbclient: optional (the `test` and `notebooks` extras), loaded only to build the copies
-    import nbclient
     import nbformat
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
+    client = notebook_client(nb, path.parent, timeout)
     try:
         client.execute()
     except CellExecutionError as err:
