@@ -42,7 +42,8 @@ def test_a_wrong_way_import_breaks_the_build(tmp_path):
 
 # Imports that may stay inside functions: optional or heavy third-party modules only.
 OPTIONAL = ("ipywidgets", "IPython", "matplotlib", "nvidia", "torchvision.io", "zstandard", "playwright",
-            "torch._dynamo", "triton", "torchvision")  # torchvision: ~1 s to import
+            "torch._dynamo", "triton", "torchvision",  # torchvision: ~1 s to import
+            "nbclient", "nbformat", "nbconvert")  # the notebooks' HTML builder: the `notebooks`/`test` extras
 
 
 def function_local_imports(path: Path) -> list[tuple[int, str]]:

@@ -113,6 +113,7 @@ def test_budget_explorer_fit_button_fits_the_chosen_arch():
     assert row["arch"] == search.uniform_for_budget(2, 1024).name and row["steps"] == 20
     assert row["bytes_per_image"] <= 1024 and len(row["psnr"]) == 2
     assert len(ui.last_figure.axes) == 4  # 2 originals over 2 decodes
+    assert not ui.button.disabled and ui.button.description == "fit 2 images"  # busy state undone
     ui.controls["hidden"].value = 100  # over budget: the button refuses with a message
     assert ui.fit() is None and "over the budget" in ui.last_error
 

@@ -11,12 +11,15 @@ error is one clear line and exit status 2; the others are still written.
 from __future__ import annotations
 
 import argparse
+import copy
 import html
 import os
 import re
 import sys
 import time
 from pathlib import Path
+from queue import Empty
+from time import monotonic
 
 from rapidinr.core.errors import UserError
 from rapidinr.core.files import write_atomic
@@ -44,10 +47,8 @@ def notebook_client(nb, folder: Path, timeout: int = 600):
     not wake when the reply arrives (jupyter/nbclient#312); the cell then "takes" the whole timeout
     (610 s here for a 20 s notebook) with the kernel idle. A fresh poll each second sees the reply.
     """
-    # nbclient and jupyter_client: optional (the `test` and `notebooks` extras)
+    # nbclient: optional (the `test` and `notebooks` extras)
     import nbclient
-    from queue import Empty
-    from time import monotonic
 
     class SlicedPollClient(nbclient.NotebookClient):
         async def async_start_new_kernel_client(self):
@@ -114,8 +115,6 @@ def widget_outputs(nb, model_id: str) -> list[dict]:
 def with_static_widgets(nb):
     """A copy of ``nb`` in which each widget is replaced by its last figure as a plain output, so the
     HTML shows it without a kernel or the widget scripts (live controls need a kernel)."""
-    import copy
-
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.cell_type != "code":
