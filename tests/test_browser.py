@@ -1,7 +1,8 @@
-"""End to end in a real browser: JupyterLab on 127.0.0.1 with a token, 00_walkthrough opened in
+"""End to end in a real browser: JupyterLab on 127.0.0.1 with a token, notebooks opened in
 headless Chromium (Debian's /usr/bin/chromium driven by Playwright; no browser download), all
-cells run, a widget slider moved with the keyboard, and the figure it drives must change.
-A screenshot is saved (and copied to benchmarks/results/browser-walkthrough.png).
+cells run. 00_walkthrough: a widget slider moved with the keyboard, and the figure it drives must
+change. A small notebook with the Fig. 3 explorer: bad values typed into its text box must each show
+one red line and no traceback. Screenshots are saved (and copied to benchmarks/results/).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def lab(tmp_path):
     work = tmp_path / "lab"
     work.mkdir()
     shutil.copy(ROOT / "notebooks" / NOTEBOOK, work / NOTEBOOK)
+    _write_refusal_notebook(work / REFUSAL_NOTEBOOK)
     port, token = _free_port(), secrets.token_hex(16)
     # Render every cell (no windowing), so all prompts and widgets are in the page.
     settings = tmp_path / "labsettings" / "@jupyterlab" / "notebook-extension"
@@ -78,6 +80,46 @@ def lab(tmp_path):
         log.close()
 
 
+# A bad value typed into a widget: the Fig. 3 explorer over two tiny images (its SIREN box is text).
+REFUSAL_NOTEBOOK = "widget_refusal.ipynb"
+REFUSAL_CELLS = [
+    "import torch\nfrom rapidinr.study import widgets\ntorch.set_num_threads(1)\n"
+    "images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))",
+    "widgets.rd_explorer(images, steps=10, retrain_steps=5, progress=False)",
+]
+
+
+def _write_refusal_notebook(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in REFUSAL_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def _open_and_run_all(page, url: str, token: str, notebook: str, cells: int, tmp_path: Path, seconds: int = 420):
+    """Open ``notebook`` in JupyterLab, accept the kernel, Run All, and wait until every cell ran."""
+    page.goto(f"{url}/lab/tree/{notebook}?token={token}", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook", timeout=120_000)
+    try:  # JupyterLab first asks which kernel to use: accept the proposed one
+        page.locator(".jp-Dialog .jp-mod-accept").click(timeout=30_000)
+    except Exception:  # noqa: BLE001 - no dialog when the kernel was picked already
+        pass
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator, .jp-KernelStatus", timeout=60_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    deadline = time.monotonic() + seconds
+    last = f"[{cells}]:"
+    while True:  # a fresh kernel numbers the cells 1..N in a Run All; the last one done = all done
+        prompts = _prompts(page)
+        if last in prompts and not any("*" in pr for pr in prompts):
+            return
+        if "Traceback" in page.locator(".jp-Notebook").inner_text() or time.monotonic() > deadline:
+            page.screenshot(path=str(tmp_path / "failed.png"))
+            pytest.fail(f"cells did not finish cleanly: {prompts}; screenshot {tmp_path / 'failed.png'}")
+        time.sleep(1)
+
+
 def _prompts(page) -> list[str]:
     return [t.strip() for t in page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()]
 
@@ -103,26 +145,7 @@ def test_walkthrough_in_headless_chromium(lab, tmp_path):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook", timeout=120_000)
-            # JupyterLab first asks which kernel to use: accept the proposed one.
-            try:
-                page.locator(".jp-Dialog .jp-mod-accept").click(timeout=30_000)
-            except Exception:  # noqa: BLE001 - no dialog when the kernel was picked already
-                pass
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator, .jp-KernelStatus", timeout=60_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            deadline = time.monotonic() + 420
-            last = f"[{_code_cells()}]:"
-            while True:  # a fresh kernel numbers the cells 1..N in a Run All; the last one done = all done
-                prompts = _prompts(page)
-                if last in prompts and not any("*" in pr for pr in prompts):
-                    break
-                if "Traceback" in page.locator(".jp-Notebook").inner_text() or time.monotonic() > deadline:
-                    page.screenshot(path=str(tmp_path / "failed.png"))
-                    pytest.fail(f"cells did not finish cleanly: {prompts}; screenshot {tmp_path / 'failed.png'}")
-                time.sleep(1)
+            _open_and_run_all(page, url, token, NOTEBOOK, _code_cells(), tmp_path)
             text = page.locator(".jp-Notebook").inner_text()
             assert "Traceback" not in text and "rapidinr: error" not in text
             assert "PSNR mean" in text and "loss" in text  # the encode and training cells printed
@@ -150,3 +173,38 @@ def test_walkthrough_in_headless_chromium(lab, tmp_path):
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, results / "browser-walkthrough.png")
+
+
+def test_a_bad_value_typed_into_a_widget_is_one_red_line(lab, tmp_path):
+    """Typed into the explorer's SIREN box in a live kernel: not an architecture, then one over the
+    budget. Each must show the one red line under the controls, and never a traceback (in a kernel,
+    ipywidgets' Output prints and swallows any exception that leaves it)."""
+    from playwright.sync_api import sync_playwright
+
+    url, token = lab
+    shot = tmp_path / "browser-widget-refusal.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            _open_and_run_all(page, url, token, REFUSAL_NOTEBOOK, len(REFUSAL_CELLS), tmp_path)
+            box = page.locator(".widget-text input").first
+            box.wait_for(timeout=120_000)
+            for typed, expect in (("3xfoo", "rapidinr: SIREN: expected LAYERSxHIDDEN such as 3x15, got '3xfoo'"),
+                                  ("8x64", "over the budget of 4096 bytes")):
+                box.fill(typed)
+                box.press("Enter")
+                deadline = time.monotonic() + 120
+                while expect not in page.locator(".jp-Notebook").inner_text():
+                    assert time.monotonic() < deadline, f"no refusal line after typing {typed}"
+                    time.sleep(0.5)
+                text = page.locator(".jp-Notebook").inner_text()
+                assert "Traceback" not in text and "UserError" not in text and "--arch" not in text
+                red = page.locator(".widget-html span[style*='color:#b00']")
+                assert red.count() == 1 and expect in red.first.inner_text()
+            page.screenshot(path=str(shot), full_page=False)
+        finally:
+            browser.close()
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, results / "browser-widget-refusal.png")

@@ -91,3 +91,56 @@ def test_demo_ends_by_writing_the_quick_figures(monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"figures         {tmp_path / 'figures'}" in out
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["good.json", "good.png", "good.svg"]
+
+
+def test_full_size_fig7_fig8_without_gpu_results_draw_the_cpu_run_and_say_so(tmp_path, capsys):
+    """Without --quick and without GPU results, Figs. 7 and 8 are drawn from the committed CPU runs,
+    with a note in the log and on the figure, rather than skipped."""
+    from rapidinr.study.figures.registry import DEFAULT_RESULTS_DIR
+
+    for name in ("training-accuracy-cpu.json", "pipelines-cpu.json"):
+        (tmp_path / name).write_bytes((DEFAULT_RESULTS_DIR / name).read_bytes())
+    out = tmp_path / "figs"
+    assert main(["figures", "-o", str(out), "--only", "fig7_accuracy,fig8_training_time", "--device", "cpu",
+                 "--results", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "wrote 2 figure(s); 0 skipped" in text
+    assert text.count("no GPU results") == 2 and "training-accuracy-cuda.json" in text
+    assert json.loads((out / "fig7_accuracy.json").read_text())["data"]["note"].startswith("Fig. 7: no GPU results")
+    (tmp_path / "training-accuracy-cpu.json").unlink()
+    assert main(["figures", "-o", str(out), "--only", "fig7_accuracy", "--results", str(tmp_path)]) == 2
+    assert "no results file" in capsys.readouterr().out
+
+
+def test_fig7_has_intervals_chance_and_the_papers_numbers():
+    from matplotlib.figure import Figure
+
+    from rapidinr.study.figures.training import accuracy_interval, plot_accuracy_vs_bytes
+
+    doc = {"settings": {"test_images": 1000, "classes": 10},
+           "results": {"variants": [{"label": "original", "kind": "original", "bytes_per_image": 784.0, "psnr": None,
+                                     "accuracy": 0.69},
+                                    {"label": "inr", "kind": "inr", "bytes_per_image": 700.0, "psnr": 31.0,
+                                     "accuracy": 0.67}]}}
+    ax = plot_accuracy_vs_bytes(doc, ax=Figure().add_subplot())
+    assert abs(accuracy_interval(0.69, 1000) - 1.96 * (0.69 * 0.31 / 1000) ** 0.5) < 1e-12
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "95% interval from 1000 test images" in texts and "90.5%" in texts and "the paper" in texts
+    assert any(line.get_label() == "chance (10%)" for line in ax.get_lines())
+    assert ax.get_ylim() == (0, 100)
+
+
+def test_fig8_draws_the_loader_alone_and_says_a_cpu_cannot_show_the_claim():
+    from rapidinr.study.figures.registry import DEFAULT_RESULTS_DIR
+    from rapidinr.study.figures.training import pipeline_figure, pipeline_rows, plot_pipeline_times
+
+    doc = pipeline_rows(json.loads((DEFAULT_RESULTS_DIR / "pipelines-cpu.json").read_text()))
+    fig, axes, loader_axes = pipeline_figure(doc, 2)
+    plot_pipeline_times(doc, axes=axes, per_epoch=True, loader_axes=loader_axes)
+    assert loader_axes is not None and all(len(ax.patches) == 3 for ax in loader_axes)
+    notes = " ".join(t.get_text() for t in fig.texts)
+    assert "a CPU" in notes and "needs a GPU run" in notes and "6x faster" in notes
+    gpu = {**doc, "hardware": {"gpu": "NVIDIA H100"}}
+    fig, axes, loader_axes = pipeline_figure(gpu, 2)
+    plot_pipeline_times(gpu, axes=axes, loader_axes=loader_axes)
+    assert "needs a GPU run" not in " ".join(t.get_text() for t in fig.texts)

@@ -42,8 +42,10 @@ def test_a_wrong_way_import_breaks_the_build(tmp_path):
 
 # Imports that may stay inside functions: optional or heavy third-party modules only.
 OPTIONAL = ("ipywidgets", "IPython", "matplotlib", "nvidia", "torchvision.io", "zstandard", "playwright",
-            "torch._dynamo", "triton", "torchvision", "imagecodecs", "bjontegaard")
-# torchvision: ~1 s to import; imagecodecs: the [jxl] extra; bjontegaard: imports matplotlib.pyplot
+            "torch._dynamo", "triton", "torchvision", "imagecodecs", "bjontegaard",
+            "nbclient", "nbformat", "nbconvert")
+# torchvision: ~1 s to import; imagecodecs: the [jxl] extra; bjontegaard: imports matplotlib.pyplot;
+# nbclient, nbformat, nbconvert: the notebooks' HTML builder (the `notebooks`/`test` extras)
 
 
 def function_local_imports(path: Path) -> list[tuple[int, str]]:

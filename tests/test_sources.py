@@ -83,3 +83,15 @@ def test_bad_sizes_are_clear_errors(text):
 def test_size_accepts_ascii_digits_only(text):
     with pytest.raises(UserError, match="--size"):
         parse_size(text)
+
+
+def test_sample_crops_larger_than_a_shrunk_photo_come_from_full_resolution():
+    from rapidinr.core.errors import UserError
+    from rapidinr.sources.datasets import load_sample_crops
+
+    small = load_sample_crops(9, (48, 48), seed=0)
+    assert small.images.shape == (9, 3, 48, 48)
+    big = load_sample_crops(9, (128, 128), seed=0)  # chelsea (300x451) is 75 px tall shrunk 4x
+    assert big.images.shape == (9, 3, 128, 128) and big.images.float().std() > 10
+    with pytest.raises(UserError, match="crop size 301x301 is larger than the smallest sample photo"):
+        load_sample_crops(2, (301, 301))

@@ -1,5 +1,7 @@
-"""Widget callbacks, called directly (no browser, no kernel)."""
+"""Widget callbacks, called directly (no browser, no kernel), and their refusals in a live kernel."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,6 +113,7 @@ def test_budget_explorer_fit_button_fits_the_chosen_arch():
     assert row["arch"] == search.uniform_for_budget(2, 1024).name and row["steps"] == 20
     assert row["bytes_per_image"] <= 1024 and len(row["psnr"]) == 2
     assert len(ui.last_figure.axes) == 4  # 2 originals over 2 decodes
+    assert not ui.button.disabled and ui.button.description == "fit 2 images"  # busy state undone
     ui.controls["hidden"].value = 100  # over budget: the button refuses with a message
     assert ui.fit() is None and "over the budget" in ui.last_error
 
@@ -138,3 +141,76 @@ def test_fit_candidates_plot_marks_the_chosen_pair():
     fig = widgets.render_fit_candidates(fit_info)
     chosen = next(line for line in fig.axes[0].get_lines() if line.get_label() == "chosen")
     assert (chosen.get_xdata()[0], chosen.get_ydata()[0]) == (fit_info["steps"], fit_info["median_steps_to_reference"])
+
+
+# -- in a live kernel -------------------------------------------------------------------------------
+# Called directly (above), a UserError in a render reaches InteractiveFigure's handler. In a kernel,
+# ipywidgets' Output.__exit__ prints any exception leaving ``with output:`` as a traceback and
+# swallows it; only a notebook executed in a real kernel shows that, so these cells run in one.
+KERNEL_CELLS = [
+    """import torch
+from rapidinr import encode
+from rapidinr.study import search, widgets
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=g)
+inrs = encode(images, "2x8", steps=20, progress=False)""",
+    # the Fig. 3 explorer: over the budget, not an architecture, zero layers, not a schedule
+    """ui = widgets.rd_explorer(images, steps=10, retrain_steps=5, progress=False)
+display(ui.widget)
+for arch in ("8x64", "3xfoo", "0x10"):
+    ui.controls["arch"].value = arch
+    print("REFUSED", ui.last_error)
+ui.controls["arch"].value = "2x8"
+ui.controls["schedule"].value = "banana"
+print("REFUSED", ui.last_error)""",
+    """ui = widgets.weights_explorer(inrs.params, inrs.arch)
+display(ui.widget)
+ui.controls["layers"].value = ()
+print("REFUSED", ui.last_error)""",
+    """ui = widgets.budget_explorer(budget_bytes=1024)
+display(ui.widget)
+ui.controls["hidden"].value = 40
+print("REFUSED", ui.last_error)
+ui.controls["shape"].value = "tapered"
+print("REFUSED", ui.last_error)""",
+    """rows = {"layers": [{"sweep": "layers", "arch": "2x8", "layers": 2, "widths": [8, 8], "shape": "uniform", "steps": 100,
+                    "budget_bytes": 1024, "bytes_per_param": 2.0, "psnr_mean": 20.0, "psnr": [20.0], "images": 1}],
+        "w0": [{"sweep": "w0", "arch": "3x8", "layers": 3, "widths": [8] * 3, "w0": 30.0, "steps": 150,
+                "psnr_mean": 21.0, "images": 1, "psnr": [21.0]}]}
+ui = widgets.study_explorer(rows)
+display(ui.widget)
+print("OFFERED", ui.controls["steps_shown"].options)
+ui.controls["study"].value = "w0"
+print("OFFERED", ui.controls["steps_shown"].options, ui.last_error)""",
+    """doc = {"results": {"variants": [{"label": "a", "kind": "inr", "bytes_per_image": 100.0, "accuracy": 0.5, "psnr": 30.0}]}}
+ui = widgets.accuracy_explorer({"committed": doc})
+display(ui.widget)
+ui.controls["kinds"].value = ()
+print("REFUSED", ui.last_error)""",
+]
+
+
+@pytest.mark.slow
+def test_refusals_in_a_live_kernel_are_one_line_never_a_traceback(monkeypatch):
+    import json
+
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in KERNEL_CELLS])
+    from rapidinr.study.notebooks_html import notebook_client
+
+    notebook_client(nb, Path.cwd(), timeout=180).execute()
+    everything = json.dumps(nb)  # cell outputs and the Output widgets' captured outputs (widget state)
+    assert "Traceback" not in everything and '"output_type": "error"' not in everything
+    printed = [line for cell in nb.cells for o in cell.outputs for line in o.get("text", "").splitlines()]
+    refused = [line for line in printed if line.startswith("REFUSED")]
+    assert len(refused) == 8 and "None" not in " ".join(refused), printed
+    assert "over the budget" in refused[0] and "SIREN" in refused[1] and "--arch" not in refused[1]
+    assert "SIREN" in refused[2] and "prune" in refused[3] and "--dynamic-prune" not in refused[3]
+    assert "at least one layer" in refused[4] and "over the budget" in refused[5]
+    assert "always sized to the budget" in refused[6] and "at least one kind" in refused[7]
+    offered = [line for line in printed if line.startswith("OFFERED")]
+    assert offered == ["OFFERED ('all', '100')", "OFFERED ('all', '150') None"]

@@ -172,7 +172,6 @@ def compact_config(args):
     return cfg
 
 
-
 # -- torchrun: one shard per rank, merged by rank 0 into one file (rapidinr.distributed) ----------
 def _world_size() -> int:
     return from_env().world

@@ -138,13 +138,22 @@ def load_sample_crops(count: int = 256, size=(32, 32), seed: int = 0, downscale:
     """``count`` random ``size`` crops of the sample photos, each photo first shrunk ``downscale``×.
 
     Shrinking first makes a 32×32 crop hold a CIFAR-like amount of detail rather than a flat patch.
+    A photo too small for the crop once shrunk is shrunk less (down to not at all), so larger crops
+    (96×96, 128×128) come from the same photos; a crop larger than the smallest photo is refused.
     """
+    smallest = min(min(array.shape[:2]) for _, array in _sample_photos())
+    if not (1 <= size[0] <= smallest and 1 <= size[1] <= smallest):
+        raise UserError(f"samples-crops: crop size {size[0]}x{size[1]} is larger than the smallest sample photo "
+                        f"({smallest} px); use at most {smallest}x{smallest}, or a folder of larger images")
     rng = np.random.default_rng(seed)
     shrunk = []
     for name, array in _sample_photos():
         image = Image.fromarray(array)
-        w, h = image.width // downscale, image.height // downscale
-        shrunk.append((name, np.asarray(image.resize((w, h), Image.Resampling.BICUBIC))))
+        factor = max(downscale, 1)
+        while factor > 1 and min(image.height // factor - size[0], image.width // factor - size[1]) < 0:
+            factor -= 1  # this photo shrunk ``downscale``x is smaller than the crop
+        w, h = image.width // factor, image.height // factor
+        shrunk.append((name, np.asarray(image.resize((w, h), Image.Resampling.BICUBIC)) if factor > 1 else array))
     crops, names = [], []
     for i in range(count):
         name, photo = shrunk[i % len(shrunk)]

@@ -13,6 +13,8 @@ Figures are shown as PNG images, so they look the same under any matplotlib back
 from __future__ import annotations
 
 import html
+import re
+from pathlib import Path
 from typing import Callable
 
 import ipywidgets as W
@@ -29,17 +31,39 @@ from rapidinr.core.metrics import psnr
 from rapidinr.core.siren import layer_kinds, layer_views
 from rapidinr.encoding.compress import retrain
 from rapidinr.encoding.fit import fit
+from rapidinr.encoding.runner import resolve_device
 from rapidinr.study import baselines, search
 from rapidinr.study.figures import figure_bytes
 from rapidinr.study.figures.rate_distortion import plot_rd
 from rapidinr.study.figures.residuals import plot_residuals, residual_data
 from rapidinr.study.figures.search import PLOTS
-from rapidinr.study.figures.training import pipeline_rows, pipeline_table, plot_accuracy_vs_bytes, plot_pipeline_times
+from rapidinr.study.figures.training import (
+    NOTE_RECT,
+    pipeline_figure,
+    pipeline_rows,
+    pipeline_table,
+    plot_accuracy_vs_bytes,
+    plot_pipeline_times,
+)
 
-__all__ = ["BudgetExplorer", "InteractiveFigure", "check_parameter", "show", "show_errors_plainly", "decode_explorer", "budget_explorer",
+__all__ = ["BudgetExplorer", "InteractiveFigure", "check_parameter", "check_choice", "check_device", "check_folder", "check_data",
+           "show", "show_errors_plainly", "decode_explorer", "budget_explorer",
            "study_explorer", "fit_study", "RDExplorer", "rd_explorer", "weight_bytes", "layer_names",
            "weights_explorer", "residual_explorer", "accuracy_explorer", "pipelines_explorer", "render_accuracy",
            "render_pipelines", "render_fit_candidates", "render_init_race", "init_race_explorer"]
+
+# The library's messages name command-line options; in a notebook the reader set a parameter.
+NOTEBOOK_NAMES = {"--arch": "ARCH", "--device": "DEVICE", "--steps": "STEPS", "--lr": "LR",
+                  "--dynamic-prune": "SCHEDULE", "--batch-size": "BATCH_SIZE", "--retrain-steps": "RETRAIN_STEPS",
+                  "--retrain-lr": "LR", "--size": "SIZE"}
+
+
+def plain_message(message: str, names: dict[str, str] | None = None) -> str:
+    """``message`` with each command-line option replaced by the name the reader knows it by
+    (a notebook parameter by default, a control's label in a widget)."""
+    for flag, name in sorted((names or NOTEBOOK_NAMES).items(), key=lambda item: -len(item[0])):
+        message = re.sub(rf"{re.escape(flag)}(?![\w-])", name, message)
+    return message
 
 
 def show(fig) -> None:
@@ -64,7 +88,7 @@ def show_errors_plainly() -> bool:
     def handler(shell, etype, value, tb, tb_offset=None):
         # IPython discards what a custom handler returns from run_code; show the one line ourselves
         # (in a kernel this is an "error" output, so Run All still stops at this cell).
-        shell._showtraceback(etype, value, [f"\x1b[31mrapidinr: error: {value}\x1b[0m"])
+        shell._showtraceback(etype, value, [f"\x1b[31mrapidinr: error: {plain_message(str(value))}\x1b[0m"])
 
     shell.set_custom_exc((UserError,), handler)
     return True
@@ -80,21 +104,63 @@ def check_parameter(name: str, value, low, high) -> None:
         raise UserError(f"parameter {name} = {value!r} is out of range: use {low}..{high}")
 
 
+def check_choice(name: str, value, choices) -> None:
+    """A notebook parameter that must be one of ``choices`` (say, what a dropdown offers)."""
+    if value not in tuple(choices):
+        raise UserError(f"parameter {name} = {value!r} is not offered: use one of {', '.join(map(repr, choices))}")
+
+
+def check_device(value, name: str = "DEVICE") -> None:
+    """The one device check of every notebook: ``cpu``, or ``cuda`` where a GPU is present."""
+    try:
+        resolve_device(value)
+    except UserError:
+        if isinstance(value, str) and value.startswith("cuda"):
+            raise UserError(f"parameter {name} = {value!r}: CUDA is not available on this machine "
+                            f"(set {name} = \"cpu\")") from None
+        raise UserError(f"parameter {name} = {value!r} is not a device: use \"cpu\" or \"cuda\"") from None
+
+
+def check_folder(name: str, value) -> None:
+    """A notebook parameter naming a folder that must exist."""
+    if value is not None and not Path(value).is_dir():
+        raise UserError(f"parameter {name} = {str(value)!r}: no such folder")
+
+
+def check_data(name: str, value) -> None:
+    """A notebook's dataset parameter: ``default``, a named SOURCE such as ``cifar10:ROOT``, or a
+    folder that exists (checked here, so a typo reads as one line naming the parameter)."""
+    if not isinstance(value, str) or not value:
+        raise UserError(f"parameter {name} = {value!r}: use \"default\", a folder of images or cifar10:ROOT")
+    if value != "default" and ":" not in value and not Path(value).is_dir():
+        raise UserError(f"parameter {name} = {value!r}: no such folder")
+
+
+def refusal_html(message: str) -> str:
+    """The one red line a widget shows for a refused request."""
+    return f"<span style='color:#b00'>rapidinr: {html.escape(message)}</span>"
+
+
 class InteractiveFigure:
     """Controls + a figure that follows them.
 
     controls: name -> ipywidget with a ``.value``; render(**values) -> matplotlib Figure.
     ``continuous=False`` redraws only when a control is released or a button is pressed.
+    ``names``: command-line options in the library's messages -> the control labels to show instead.
     """
 
-    def __init__(self, controls: dict, render: Callable, title: str = "", auto: bool = True):
+    def __init__(self, controls: dict, render: Callable, title: str = "", auto: bool = True,
+                 names: dict[str, str] | None = None):
         self.controls = dict(controls)
         self.render = render
+        self.names = names
         self.output = W.Output()
         self.status = W.HTML()
         self.last_figure = None
         self.last_error: str | None = None
         self.renders = 0
+        for control in self.controls.values():
+            _untruncate(control)
         header = [W.HTML(f"<b>{html.escape(title)}</b>")] if title else []
         self.widget = W.VBox(header + [W.HBox(list(self.controls.values()), layout=W.Layout(flex_flow="row wrap")),
                                        self.status, self.output])
@@ -106,24 +172,50 @@ class InteractiveFigure:
     def values(self) -> dict:
         return {name: c.value for name, c in self.controls.items() if hasattr(c, "value")}
 
+    def run_in_output(self, work: Callable):
+        """``work()`` with its output (progress bars, figures) in this UI's Output; returns its result,
+        or None after showing a :class:`UserError` as the one red line.
+
+        The error is caught *inside* the ``with self.output`` block: in a live kernel, ipywidgets'
+        ``Output.__exit__`` prints any exception that leaves the block as a traceback and swallows it,
+        so a handler outside the block would never run. Other exceptions are bugs and propagate.
+        """
+        refused = None
+        with self.output:
+            try:
+                result = work()
+            except UserError as err:
+                refused = err
+        if refused is not None:
+            self.refuse(str(refused))
+            return None
+        self.last_error = None
+        self.status.value = ""
+        return result
+
+    def refuse(self, message: str) -> None:
+        """Show ``message`` as the one red line under the controls; the figure is cleared."""
+        self.output.clear_output()
+        self.last_error = plain_message(message, self.names)
+        self.last_figure = None
+        self.status.value = refusal_html(self.last_error)
+
     def update(self, **overrides):
         """Redraw from the controls' values (``overrides`` replace some); returns the Figure or None."""
         values = {**self.values(), **overrides}
         self.output.clear_output(wait=True)
-        try:
-            with self.output:
-                fig = self.render(**values)
-                if fig is not None:
-                    show(fig)
-        except UserError as err:
-            self.last_error = str(err)
-            self.last_figure = None
-            self.status.value = f"<span style='color:#b00'>rapidinr: {html.escape(str(err))}</span>"
+
+        def draw():
+            fig = self.render(**values)
+            if fig is not None:
+                show(fig)
+            return fig
+
+        fig = self.run_in_output(draw)
+        if self.last_error is not None:
             return None
-        self.last_error = None
         self.last_figure = fig
         self.renders += 1
-        self.status.value = ""
         return fig
 
     def _ipython_display_(self):
@@ -132,15 +224,28 @@ class InteractiveFigure:
         display(self.widget)
 
 
+def _untruncate(control) -> None:
+    """Show a control's whole label (ipywidgets cuts descriptions at about 80 px) and let a
+    dropdown grow to its longest option."""
+    style = getattr(control, "style", None)
+    if style is not None and hasattr(style, "description_width"):
+        style.description_width = "initial"
+    if isinstance(control, (W.Dropdown, W.SelectMultiple)):
+        control.layout.width = "max-content"
+
+
 # -- 00_walkthrough: one image, its INR, decoded at any scale -------------------------------------
+DECODE_SCALES = (1, 2, 4, 8)  # what the decode explorer offers (the notebook's SCALE must be one)
+
+
 def render_decode(inrs, images: torch.Tensor | None, index: int, scale: int):
     """Original (when given), the INR's decode at its size, and at ``scale``× (continuous SIREN)."""
     from matplotlib.figure import Figure
 
     if not 0 <= index < len(inrs):
         raise UserError(f"image index must be 0..{len(inrs) - 1}, got {index}")
-    if not 1 <= scale <= 16:
-        raise UserError(f"decode scale must be 1..16, got {scale}")
+    if scale not in DECODE_SCALES:
+        raise UserError(f"decode scale must be one of {', '.join(map(str, DECODE_SCALES))}, got {scale}")
     native = inrs.decode([index]).cpu()  # (1, C, H, W)
     big = inrs.decode([index], size=(inrs.height * scale, inrs.width * scale)).cpu()  # (1, C, sH, sW)
     panels = []
@@ -165,12 +270,14 @@ def render_decode(inrs, images: torch.Tensor | None, index: int, scale: int):
     return fig
 
 
-def decode_explorer(inrs, images: torch.Tensor | None = None) -> InteractiveFigure:
-    """Pick an image and a decode scale; shows original, INR decode at 1× and at the scale."""
+def decode_explorer(inrs, images: torch.Tensor | None = None, scale: int = 4) -> InteractiveFigure:
+    """Pick an image and a decode scale (one of :data:`DECODE_SCALES`, ``scale`` first); shows the
+    original, the INR's decode at 1× and at the scale."""
+    check_choice("SCALE", scale, DECODE_SCALES)
     controls = {
         "index": W.IntSlider(value=0, min=0, max=max(len(inrs) - 1, 0), description="image",
                              continuous_update=False),
-        "scale": W.Dropdown(options=[1, 2, 4, 8], value=4, description="decode at"),
+        "scale": W.Dropdown(options=list(DECODE_SCALES), value=scale, description="decode at"),
     }
     return InteractiveFigure(controls, lambda index, scale: render_decode(inrs, images, index, scale),
                              "An image and its INR")
@@ -259,26 +366,33 @@ class BudgetExplorer(InteractiveFigure):
             self.widget.children = (*self.widget.children[:2], self.button, *self.widget.children[2:])
 
     def fit(self):
-        """Fit the current architecture to the images; returns the figure (or None on a bad request)."""
+        """Fit the current architecture to the images; returns the figure (or None on a bad request).
+        The button reads "fitting..." and is disabled while it runs, so a second press cannot queue."""
         if self.images is None:
             raise UserError("this explorer was made without images to fit")
         values = self.values()
-        try:
-            arch = arch_for_budget(channels=self.channels, bytes_per_param=self.bytes_per_param, **values)
-        except UserError as err:
-            self.last_error = str(err)
-            self.status.value = f"<span style='color:#b00'>rapidinr: {html.escape(str(err))}</span>"
-            return None
-        spec = search.FitSpec("widget", arch, self.steps, self.lr, values["shape"], values["budget_bytes"])
+        label = self.button.description
+        self.button.disabled, self.button.description, self.button.icon = True, "fitting...", "hourglass"
         self.output.clear_output(wait=True)
-        with self.output:
+
+        def work():
+            arch = arch_for_budget(channels=self.channels, bytes_per_param=self.bytes_per_param, **values)
+            spec = search.FitSpec("widget", arch, self.steps, self.lr, values["shape"], values["budget_bytes"])
             row, decoded = search.fit_and_decode(self.images, spec, self.device, progress=True,
                                                  bytes_per_param=self.bytes_per_param)
             fig = render_fit(self.images, decoded, row)
             self.output.clear_output(wait=True)
             show(fig)
-        self.last_fit, self.last_figure = row, fig
-        return fig
+            return row, fig
+
+        try:
+            done = self.run_in_output(work)
+        finally:
+            self.button.disabled, self.button.description, self.button.icon = False, label, "play"
+        if done is None:
+            return None
+        self.last_fit, self.last_figure = done
+        return self.last_figure
 
 
 def budget_explorer(channels: int = 3, budget_bytes: float = 2048, bytes_per_param: float = 2.0,
@@ -290,11 +404,14 @@ def budget_explorer(channels: int = 3, budget_bytes: float = 2048, bytes_per_par
 
 
 def study_explorer(rows_by_study: dict[str, list[dict]]) -> InteractiveFigure:
-    """Switch between the Fig. 5 panels of finished studies, optionally keeping one step count."""
+    """Switch between the Fig. 5 panels of finished studies, optionally keeping one step count
+    (the steps dropdown offers only the step counts the chosen study has)."""
     studies = [s for s in ("layers", "w0", "lr") if rows_by_study.get(s)]
     if not studies:
         raise UserError("no study results to show: run a study first")
-    steps = sorted({r["steps"] for rows in rows_by_study.values() for r in rows})
+
+    def steps_of(study: str) -> list[str]:
+        return ["all"] + [str(s) for s in sorted({r["steps"] for r in rows_by_study[study]})]
 
     def render(study: str, steps_shown: str):
         rows = rows_by_study[study]
@@ -304,10 +421,35 @@ def study_explorer(rows_by_study: dict[str, list[dict]]) -> InteractiveFigure:
                 raise UserError(f"the {study} study has no fits with {steps_shown} steps")
         return PLOTS[study](rows)
 
-    controls = {"study": W.Dropdown(options=studies, value=studies[0], description="study"),
-                "steps_shown": W.Dropdown(options=["all"] + [str(s) for s in steps], value="all",
-                                          description="steps")}
-    return InteractiveFigure(controls, render, "Fig. 5 panels")
+    study = W.Dropdown(options=studies, value=studies[0], description="study")
+    steps = W.Dropdown(options=steps_of(studies[0]), value="all", description="steps")
+    return dependent_choices({"study": study, "steps_shown": steps}, render, "Fig. 5 panels", steps_of)
+
+
+def dependent_choices(controls: dict, render: Callable, title: str, options_of: Callable) -> InteractiveFigure:
+    """An :class:`InteractiveFigure` whose first control (a dropdown) decides what the second one
+    offers: ``options_of(first value)`` -> the second's options (its first option is the fallback).
+    Only choices that exist are ever offered, and a switch redraws once."""
+    (first, parent), (second, child) = list(controls.items())[:2]
+    ui = InteractiveFigure(controls, render, title, auto=False)
+    switching = []  # non-empty while the child dropdown is re-filled
+
+    def on_parent(change):
+        options = list(options_of(change["new"]))
+        keep = child.value if child.value in options else options[0]
+        switching.append(True)
+        try:
+            child.options = options
+            child.value = keep
+        finally:
+            switching.clear()
+        ui.update()
+
+    parent.observe(on_parent, names="value")
+    for name, control in controls.items():
+        if name != first and hasattr(control, "value"):
+            control.observe(lambda change: switching or ui.update(), names="value")
+    return ui
 
 
 def fit_study(which: str, settings, device="cpu") -> list[dict]:
@@ -342,7 +484,8 @@ class RDExplorer(InteractiveFigure):
                                placeholder="none, cifar10 or PSNR:RATIO,..."),
             "quality": W.IntSlider(value=50, min=1, max=100, description="JPEG q", continuous_update=False),
         }
-        super().__init__(controls, self.render_point, "One INR variant against JPEG", auto=auto)
+        super().__init__(controls, self.render_point, "One INR variant against JPEG", auto=auto,
+                         names={"--arch": "SIREN", "--dynamic-prune": "prune"})
 
     def _fit(self, arch):
         if arch.name not in self._fits:
@@ -446,7 +589,7 @@ def render_weight_layers(params: torch.Tensor, arch, layers, first: int, last: i
     names = layer_names(arch)
     layers = list(layers)
     if not layers:
-        raise UserError("pick at least one layer")
+        raise UserError("pick at least one layer (ctrl/shift-click selects several)")
     unknown = [name for name in layers if name not in names]
     if unknown:
         raise UserError(f"unknown layer {unknown[0]!r}; this {arch.name} SIREN has {', '.join(names)}")
@@ -524,7 +667,7 @@ def render_accuracy(doc: dict, kinds=("inr", "jpeg", "original")):
 
     kinds = list(kinds)
     if not kinds:
-        raise UserError("pick at least one kind of variant")
+        raise UserError("pick at least one kind of variant (ctrl/shift-click selects several)")
     variants = [v for v in doc["results"]["variants"] if v["kind"] in kinds]
     if not variants:
         raise UserError(f"no {', '.join(kinds)} variants in this results file")
@@ -537,7 +680,6 @@ def render_accuracy(doc: dict, kinds=("inr", "jpeg", "original")):
 
 def render_pipelines(doc: dict, data: str = "all", per_epoch: bool = True):
     """Fig. 8 from a results document (either shape), one dataset or all."""
-    from matplotlib.figure import Figure
 
     doc = pipeline_rows(doc)
     table = pipeline_table(doc)
@@ -548,15 +690,15 @@ def render_pipelines(doc: dict, data: str = "all", per_epoch: bool = True):
         table = {data: table[data]}
     if not table:
         raise UserError("this results file holds no pipeline rows")
-    fig = Figure(figsize=(4.5 * len(table), 4.0))
-    axes = fig.subplots(1, len(table), squeeze=False)[0]
-    plot_pipeline_times(doc, axes=axes, per_epoch=per_epoch)
-    fig.tight_layout()
+    fig, axes, loader_axes = pipeline_figure(doc, len(table))
+    plot_pipeline_times(doc, axes=axes, per_epoch=per_epoch, loader_axes=loader_axes)
+    fig.tight_layout(rect=NOTE_RECT)
     return fig
 
 
 def accuracy_explorer(docs: dict[str, dict]) -> InteractiveFigure:
-    """Switch between Fig. 7 results documents (e.g. live grid, committed CPU run) and variant kinds."""
+    """Switch between Fig. 7 results documents (the first is shown first: put the committed run
+    there) and variant kinds."""
     if not docs:
         raise UserError("no accuracy results to show")
     controls = {"source": W.Dropdown(options=list(docs), value=list(docs)[0], description="results"),
@@ -566,15 +708,20 @@ def accuracy_explorer(docs: dict[str, dict]) -> InteractiveFigure:
 
 
 def pipelines_explorer(docs: dict[str, dict]) -> InteractiveFigure:
-    """Switch between Fig. 8 results documents, one dataset or all, total or per-epoch time."""
+    """Switch between Fig. 8 results documents (the first is shown first), one dataset or all,
+    total or per-epoch time; the dataset dropdown offers only the chosen document's datasets."""
     if not docs:
         raise UserError("no pipeline results to show")
-    sets = sorted({r["data"] for d in docs.values() for r in pipeline_rows(d)["results"]["rows"]})
-    controls = {"source": W.Dropdown(options=list(docs), value=list(docs)[0], description="results"),
-                "data": W.Dropdown(options=["all"] + sets, value="all", description="data"),
+
+    def sets_of(source: str) -> list[str]:
+        return ["all"] + sorted({r["data"] for r in pipeline_rows(docs[source])["results"]["rows"]})
+
+    first = list(docs)[0]
+    controls = {"source": W.Dropdown(options=list(docs), value=first, description="results"),
+                "data": W.Dropdown(options=sets_of(first), value="all", description="data"),
                 "per_epoch": W.Checkbox(value=True, description="per epoch")}
-    return InteractiveFigure(controls, lambda source, data, per_epoch: render_pipelines(docs[source], data, per_epoch),
-                             "Fig. 8")
+    return dependent_choices(controls, lambda source, data, per_epoch: render_pipelines(docs[source], data, per_epoch),
+                             "Fig. 8", sets_of)
 
 
 # -- 07_learned_init: random against learned init, step by step -----------------------------------

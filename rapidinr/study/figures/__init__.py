@@ -70,8 +70,11 @@ def write_figure(producer: Producer, ctx: FigureContext, out_dir: Path) -> dict:
     paths = {ext: out_dir / f"{producer.name}.{ext}" for ext in ("png", "svg", "json")}
     for ext, payload in (("png", png), ("svg", svg), ("json", text)):
         write_atomic(paths[ext], payload)
-    return {"name": producer.name, "paper": producer.paper, "seconds": round(seconds, 2),
-            "files": [str(p) for p in paths.values()]}
+    entry = {"name": producer.name, "paper": producer.paper, "seconds": round(seconds, 2),
+             "files": [str(p) for p in paths.values()]}
+    if isinstance(data, dict) and data.get("note"):
+        entry["note"] = data["note"]  # e.g. a full-size figure drawn from the CPU run: said, not hidden
+    return entry
 
 
 @contextlib.contextmanager
@@ -117,6 +120,8 @@ def write_figures(out_dir: str | Path, quick: bool = True, device: str = "cpu", 
             with _cpu_threads(1 if quick and ctx.device == "cpu" else None):
                 entry = write_figure(producer, ctx, out_dir)
             log(f"  {producer.paper:<8} {producer.name:<24} {entry['seconds']:6.1f} s  {out_dir / producer.name}.png|svg|json")
+            if "note" in entry:
+                log(f"           note: {entry['note']}")
         except UserError as err:
             entry = {"name": producer.name, "paper": producer.paper, "error": str(err)}
             log(f"  {producer.paper:<8} {producer.name:<24} skipped: {err}")

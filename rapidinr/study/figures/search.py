@@ -24,6 +24,14 @@ def _kb(nbytes: float) -> str:
     return f"{nbytes / 1024:.3g} KB"
 
 
+def _arch_label(row: dict) -> str:
+    """A short name for a Fig. 5a point: ``4x11`` for uniform widths, ``14-8`` (widest-narrowest) tapered."""
+    widths = row.get("widths") or []
+    if row.get("shape") == "tapered" and widths:
+        return f"{max(widths)}-{min(widths)}"
+    return row["arch"]
+
+
 def plot_layers(rows: list[dict]) -> Figure:
     """Fig. 5a: one panel per byte budget; PSNR (mean over images) against the number of sine layers."""
     rows = [r for r in rows if r["sweep"] == "layers"]
@@ -45,15 +53,20 @@ def plot_layers(rows: list[dict]) -> Figure:
                         label=f"{shape}, {n_steps} steps")
                 if n_steps == steps[-1]:  # name the architectures once, on the most-steps line
                     for r in sel:
-                        ax.annotate(r["arch"], (r["layers"], r["psnr_mean"]), textcoords="offset points",
-                                    xytext=(4, 4 if shape == "uniform" else -10), fontsize=6, color=colors[shape])
+                        ax.annotate(_arch_label(r), (r["layers"], r["psnr_mean"]), textcoords="offset points",
+                                    xytext=(0, 7 if shape == "uniform" else -14), ha="center", fontsize=8,
+                                    color=colors[shape])
         ref = rows[0]
         ax.set_title(f"budget {_kb(budget)} per image ({ref['bytes_per_param']:g} B per weight)")
         ax.set_xlabel("sine layers (width sized to fill the budget)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.set_xticks(sorted({r["layers"] for r in rows}))
+        ax.margins(x=0.12, y=0.12)
+        ax.tick_params(labelsize=10)
+    if rows:
+        axes[0].legend(fontsize=9)
     axes[0].set_ylabel(f"PSNR (dB), mean of {rows[0]['images'] if rows else 0} images")
-    fig.suptitle("Fig. 5a: PSNR against depth at a fixed size")
+    fig.suptitle("Fig. 5a: PSNR against depth at a fixed size (labels: uniform LAYERSxWIDTH, tapered widest-narrowest)")
     return fig
 
 
