@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         for size, n in (((28, 28), args.images), ((64, 64), args.images_64)):
             from rapidinr.codec.inrset import INRSet
 
-            part = INRSet(inrs.params[:n], inrs.arch, 28, 28, inrs.labels[:n], inrs.class_names, inrs.psnr[:n])
+            part = INRSet(inrs.dense_params()[:n], inrs.arch, 28, 28, inrs.labels[:n], inrs.class_names, inrs.psnr[:n])
             data = TrainData(subset.labels[:n], 10, 1, test.images, test.labels, subset.images[:n], part, "default")
             workdir = Path(tmp) / f"{size[0]}"
             key = f"{size[0]}x{size[1]}"

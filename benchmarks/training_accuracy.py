@@ -47,7 +47,7 @@ def eight_bit(images, inrs, steps: int):
     except ImportError:
         return None
     return compress(images, inrs.arch, FitConfig(steps=steps), CompressConfig(quant=QuantConfig(bits=8)),
-                    init=inrs.params.cpu(), progress=False, labels=inrs.labels, class_names=inrs.class_names)
+                    init=inrs.dense_params().cpu(), progress=False, labels=inrs.labels, class_names=inrs.class_names)
 
 
 def std(values: torch.Tensor) -> float:

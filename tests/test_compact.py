@@ -30,7 +30,7 @@ def test_file_round_trip_is_exact_and_device_codes_stay_integers(tmp_path):
     back = load(tmp_path / "c.rinr")
     assert back.store.encoding == "compact-v1"
     assert torch.equal(back.store.codes, store.codes)
-    assert torch.equal(back.params, before)
+    assert torch.equal(back.dense_params(), before)
     assert back.store.narrow.dtype == torch.int8 and back.store.wide.dtype == torch.int16
     assert torch.equal(back.store.gather(torch.tensor([4, 1])), before[[4, 1]])
 
@@ -62,7 +62,7 @@ def test_init_pinned_by_hash_to_a_shipped_init(tmp_path):
     store = CompactStore.from_params(params, arch, 8, init=learned.params, store_init=False)
     INRSet(store, arch, 4, 4).save(tmp_path / "p.rinr")
     assert "init" not in fileformat.read(tmp_path / "p.rinr")[1]  # pinned, not carried
-    assert torch.equal(load(tmp_path / "p.rinr").params, store.dense())
+    assert torch.equal(load(tmp_path / "p.rinr").dense_params(), store.dense())
 
 
 def test_unknown_init_hash_without_a_stored_init_is_refused(tmp_path):
@@ -132,7 +132,7 @@ def test_preset_compact_is_recorded_and_reproduced(tmp_path, capsys):
     assert info["preset"] == "compact" and info["param_encoding"] == "compact-v1"
     a, b = load(first), load(second)
     assert a.meta["compression"]["compact"] == PRESETS["compact"].to_json()
-    assert a.store.bits == b.store.bits and torch.equal(a.params, b.params)
+    assert a.store.bits == b.store.bits and torch.equal(a.dense_params(), b.dense_params())
 
 
 @pytest.mark.parametrize("options, needle", [

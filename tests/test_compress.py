@@ -173,7 +173,7 @@ def test_packed_store_file_round_trip_decodes_like_dense(tmp_path, bits, layers,
     back = load(path)
     assert isinstance(back.store, PackedStore) and back.store.codes.dtype == store.codes.dtype
     dense = INRSet(DenseStore(store.dense()), ARCH, 8, 8)
-    assert torch.equal(back.params, store.dense())
+    assert torch.equal(back.dense_params(), store.dense())
     assert torch.equal(back.decode(), dense.decode())
     info = back.info()
     assert info["file_bytes"] == os.path.getsize(path)
@@ -207,10 +207,10 @@ def test_three_rounds_keep_pruned_weights_zero_and_quantize():
     inrs = compress(images, ARCH, fit_cfg, cfg, progress=False)
     rounds = [r["round"] for r in inrs.meta["compression"]["rounds"]]
     assert rounds == ["fit", "l1-prune", "dynamic-prune", "quantize-8-hidden"]
-    sparsity = weight_sparsity(inrs.params, ARCH)
+    sparsity = weight_sparsity(inrs.dense_params(), ARCH)
     assert (sparsity >= 0.3 - 2e-3).all()  # the schedule's floor, after retraining
     assert inrs.store.codes.dtype == torch.int8
-    assert torch.allclose(inrs.psnr, measure_weights(inrs.params, ARCH, images, "cpu"))
+    assert torch.allclose(inrs.psnr, measure_weights(inrs.dense_params(), ARCH, images, "cpu"))
 
 
 def test_l1_round_is_skipped_for_small_images_when_asked():
@@ -222,7 +222,7 @@ def test_l1_round_is_skipped_for_small_images_when_asked():
 
 def test_quantization_aware_finetuning_never_hurts():
     images = random_images(n=3)
-    params = compress(images, ARCH, FitConfig(steps=80), CompressConfig(), progress=False).params
+    params = compress(images, ARCH, FitConfig(steps=80), CompressConfig(), progress=False).dense_params()
     quant = QuantConfig(8, "all", finetune_steps=15, finetune_lr=1e-4)
     layout = quant.layout(ARCH)
     before = measure_weights(fake_quantize(params, layout), ARCH, images, "cpu")
@@ -251,9 +251,9 @@ def test_packed_store_on_the_gpu_decodes_like_the_cpu():
     cpu = INRSet(PackedStore.from_params(params, ARCH, 8, "hidden"), ARCH, 16, 16)
     gpu = cpu.to("cuda")
     assert gpu.store.codes.dtype == torch.int8 and gpu.store.codes.is_cuda
-    assert torch.equal(gpu.params.cpu(), cpu.params)
+    assert torch.equal(gpu.dense_params().cpu(), cpu.dense_params())
     assert torch.allclose(gpu.decode().cpu(), cpu.decode(), atol=1e-4)
     inrs = compress(random_images(n=4), ARCH, FitConfig(steps=20),
                     CompressConfig(PruneConfig(l1_ratio=0.2, retrain_steps=10), QuantConfig(8)), device="cuda",
                     progress=False)
-    assert inrs.device.type == "cuda" and (weight_sparsity(inrs.params, ARCH) >= 0.199).all()
+    assert inrs.device.type == "cuda" and (weight_sparsity(inrs.dense_params(), ARCH) >= 0.199).all()

@@ -63,11 +63,11 @@ def test_figures_draw(tmp_path, photos, tiny_set):
         "JPEG": {"bpp": [6.0], "bytes": [768], "psnr": [28.0]}}}
     assert rd_curves(results)["INR fp32"] == ([512, 1024], [25.0, 30.0])
     plot_rd(results).savefig(tmp_path / "rd.png")
-    samples = weight_samples(tiny_set.params, tiny_set.arch)
+    samples = weight_samples(tiny_set.dense_params(), tiny_set.arch)
     assert set(samples) == {"first", "hidden", "last"} and samples["hidden"].abs().max() <= 1
-    hist = weight_histograms(tiny_set.params, tiny_set.arch, bins=11)
+    hist = weight_histograms(tiny_set.dense_params(), tiny_set.arch, bins=11)
     assert hist["first"][1].shape == (11,)
-    plot_weights(tiny_set.params, tiny_set.arch).savefig(tmp_path / "w.png")
+    plot_weights(tiny_set.dense_params(), tiny_set.arch).savefig(tmp_path / "w.png")
 
 
 def test_residual_figure_data(tmp_path, tiny_images, tiny_set):

@@ -85,7 +85,7 @@ def test_save_load_round_trip_is_exact(tiny_set, tmp_path):
     size = tiny_set.save(path)
     assert size == path.stat().st_size
     back = load(path)
-    assert torch.equal(back.params, tiny_set.params)
+    assert torch.equal(back.dense_params(), tiny_set.dense_params())
     assert torch.equal(back.labels, tiny_set.labels)
     assert torch.equal(back.psnr, tiny_set.psnr)
     assert back.class_names == ["a", "b", "c", "d"]
@@ -95,8 +95,8 @@ def test_save_load_round_trip_is_exact(tiny_set, tmp_path):
 
 def test_decode_at_training_size_equals_the_fit_forward(tiny_set, tiny_images):
     coords = siren.coordinate_grid(12, 10)
-    raw = siren.forward(tiny_set.params, tiny_set.arch, coords)  # (N, HW, C) as in the fit
-    mse, _ = siren.loss_and_grad(tiny_set.params, tiny_set.arch, coords, images_to_targets(tiny_images))
+    raw = siren.forward(tiny_set.dense_params(), tiny_set.arch, coords)  # (N, HW, C) as in the fit
+    mse, _ = siren.loss_and_grad(tiny_set.dense_params(), tiny_set.arch, coords, images_to_targets(tiny_images))
     decoded = tiny_set.decode()  # (N, C, H, W)
     expected = ((raw + 1) / 2).clamp(0, 1).permute(0, 2, 1).reshape(8, 3, 12, 10)
     assert torch.equal(decoded, expected)

@@ -86,8 +86,8 @@ def check(data: bytes, path: Path) -> str:
         OUTCOMES["refused"] += 1
         return "refused"
     info = inrs.info()
-    assert info["images"] == len(inrs) == inrs.params.shape[0]
-    assert inrs.params.shape[1] == inrs.arch.n_params and torch.isfinite(inrs.params).all()
+    assert info["images"] == len(inrs) == inrs.dense_params().shape[0]
+    assert inrs.dense_params().shape[1] == inrs.arch.n_params and torch.isfinite(inrs.dense_params()).all()
     held = sum(t.numel() * t.element_size() for t in inrs.tensors().values())
     assert held <= len(data)  # nothing was allocated beyond what the file holds
     if inrs.labels is not None and len(inrs):

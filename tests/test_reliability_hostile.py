@@ -294,8 +294,8 @@ def test_written_file_is_plain_safetensors_and_serialized_once(tiny_set, tmp_pat
     monkeypatch.setattr(fileformat, "_head_bytes", lambda *a: calls.append(1) or real(*a))
     size = tiny_set.save(tmp_path / "set.rinr")
     assert len(calls) == 1 and size == (tmp_path / "set.rinr").stat().st_size
-    assert torch.equal(load_file(tmp_path / "set.rinr")["params"], tiny_set.params.cpu())
-    fresh = INRSet(tiny_set.params, tiny_set.arch, tiny_set.height, tiny_set.width, tiny_set.labels,
+    assert torch.equal(load_file(tmp_path / "set.rinr")["params"], tiny_set.dense_params().cpu())
+    fresh = INRSet(tiny_set.dense_params(), tiny_set.arch, tiny_set.height, tiny_set.width, tiny_set.labels,
                    tiny_set.class_names, tiny_set.psnr, tiny_set.meta)
     assert fresh.info()["file_bytes"] == size  # info() from the tensor table, nothing written
 

@@ -38,7 +38,7 @@ def test_refits_are_reported_by_the_cli_and_the_file_has_no_nan(tmp_path, capsys
                  "-o", str(out), "--quiet"]) == 0
     capsys.readouterr()
     inrs = load(out)
-    assert inrs.meta["refits"] >= 4 and torch.isfinite(inrs.params).all()
+    assert inrs.meta["refits"] >= 4 and torch.isfinite(inrs.dense_params()).all()
     assert main(["info", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["psnr_mean"] is not None
 
@@ -101,7 +101,7 @@ def test_decode_at_checks_coordinates(small_set):
 
 
 def test_decode_of_extreme_but_finite_weights_stays_in_range(small_set):
-    params = small_set.params.clone()
+    params = small_set.dense_params().clone()
     params[0] = 3e38  # finite, but w0 · x · W overflows to inf and sin(inf) is NaN
     out = INRSet(params, small_set.arch, 5, 4).decode()
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
@@ -116,7 +116,7 @@ def test_decode_checks_and_range_on_the_gpu(small_set, tmp_path):
         gpu.decode([len(gpu)])
     with pytest.raises(UserError, match="size"):
         gpu.decode([0], size=(0, 4))
-    params = gpu.params.clone()
+    params = gpu.dense_params().clone()
     params[0] = 3e38
     out = INRSet(params, gpu.arch, 5, 4).decode()
     assert out.is_cuda and torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1

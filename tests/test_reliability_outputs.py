@@ -168,7 +168,7 @@ def test_encode_refuses_labels_it_could_not_load_back_before_fitting(tiny_images
 
 
 def test_save_refuses_labels_load_would_refuse(tiny_set, tmp_path):
-    copy = INRSet(tiny_set.params, tiny_set.arch, tiny_set.height, tiny_set.width, tiny_set.labels,
+    copy = INRSet(tiny_set.dense_params(), tiny_set.arch, tiny_set.height, tiny_set.width, tiny_set.labels,
                   tiny_set.class_names, tiny_set.psnr)  # the session's set stays as it is
     copy.labels = torch.full((len(copy),), 7)  # set after construction, which would refuse it
     with pytest.raises(UserError, match="labels must be in 0..3"):
@@ -202,9 +202,9 @@ def test_resume_refits_chunks_whose_images_changed(tiny_images, tmp_path, monkey
                              names=names)
     assert resumed.meta["resumed_chunks"] == 1  # chunk 0 kept; chunk 1 changed, so it and what follows refit
     again = encode_to_file(swapped, tmp_path / "again.rinr", arch, cfg, "cpu", progress=False, names=names)
-    assert torch.equal(resumed.params, again.params)  # exactly what a fresh encode of these images gives
-    assert torch.equal(resumed.params[:2], fresh.params[:2])
-    assert not torch.equal(resumed.params[2:4], fresh.params[2:4])
+    assert torch.equal(resumed.dense_params(), again.dense_params())  # exactly what a fresh encode of these images gives
+    assert torch.equal(resumed.dense_params()[:2], fresh.dense_params()[:2])
+    assert not torch.equal(resumed.dense_params()[2:4], fresh.dense_params()[2:4])
     decoded = (resumed.decode(torch.tensor([2, 3])) * 255).round()
     error = (decoded - swapped[[2, 3]].float()).abs().mean()
     wrong = (decoded - images[[2, 3]].float()).abs().mean()

@@ -57,7 +57,7 @@ def test_an_older_checkpoint_chunk_is_refitted_not_mixed_in(tiny_set, tmp_path):
     checkpoint.start(resume=False)
     header = {"format": fileformat.MAGIC_KEY, "format_version": 0, "chunk": 0, "refits": 0}
     old = checkpoint.dir / "chunk-000000.rinrchunk"
-    fileformat.write_atomic(old, fileformat._serialize({"params": tiny_set.params, "psnr": tiny_set.psnr}, header))
+    fileformat.write_atomic(old, fileformat._serialize({"params": tiny_set.dense_params(), "psnr": tiny_set.psnr}, header))
     assert checkpoint.start(resume=True) == {}
     assert not old.exists()
     checkpoint.remove()

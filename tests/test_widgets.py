@@ -164,7 +164,7 @@ for arch in ("8x64", "3xfoo", "0x10"):
 ui.controls["arch"].value = "2x8"
 ui.controls["schedule"].value = "banana"
 print("REFUSED", ui.last_error)""",
-    """ui = widgets.weights_explorer(inrs.params, inrs.arch)
+    """ui = widgets.weights_explorer(inrs.dense_params(), inrs.arch)
 display(ui.widget)
 ui.controls["layers"].value = ()
 print("REFUSED", ui.last_error)""",

@@ -113,7 +113,7 @@ def test_weights_explorer_counts_the_chosen_layers_and_images(tiny_sets):
     inrs = tiny_sets[1]
     names = widgets.layer_names(inrs.arch)
     assert names == ["layer 1 (first)", "layer 2 (hidden)", "layer 3 (last)"]
-    ui = widgets.weights_explorer(inrs.params, inrs.arch)
+    ui = widgets.weights_explorer(inrs.dense_params(), inrs.arch)
     fig = ui.update(layers=("layer 2 (hidden)",), images=(0, 1))
     assert len(fig.axes) == 1
     assert f"{2 * 8 * 8} weights" in fig.axes[0].get_title()  # 2 images x one 8x8 hidden matrix

@@ -156,9 +156,9 @@ class INRSet:
     def channels(self) -> int:
         return self.arch.channels
 
-    @property
-    def params(self) -> torch.Tensor:
-        """All weights as float32 (N, P) (dequantized where the store is compressed)."""
+    def dense_params(self) -> torch.Tensor:
+        """All weights as a new float32 (N, P) matrix, dequantized where the store is compressed:
+        a method, not an attribute, because it costs 4 bytes per weight of the whole set."""
         return self.store.dense()
 
     def to(self, device) -> "INRSet":

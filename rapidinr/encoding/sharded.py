@@ -72,7 +72,7 @@ def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool
     first = sets[0]
     if any(s.arch != first.arch or (s.height, s.width) != (first.height, first.width) for s in sets):
         raise UserError(f"{out}: shards disagree on architecture or image size")
-    params = torch.cat([s.params for s in sets])  # (N, P)
+    params = torch.cat([s.dense_params() for s in sets])  # (N, P)
     labels = torch.cat([s.labels for s in sets]) if first.labels is not None else None
     psnr = torch.cat([s.psnr for s in sets])
     meta = dict(first.meta)

@@ -81,7 +81,7 @@ def demo(out_dir: Path, images: int = 512, steps: int | None = None, arch: str =
     seconds = time.perf_counter() - start
     info = inrs.info()
     fit_used = inrs.meta["fit"]
-    dense = INRSet(inrs.params.cpu(), arch_obj, 28, 28, subset.labels, subset.class_names, inrs.psnr).info()
+    dense = INRSet(inrs.dense_params().cpu(), arch_obj, 28, 28, subset.labels, subset.class_names, inrs.psnr).info()
     raw = subset.images[0].numel()
     png = sum(png_bytes(subset.images)) / images
     print(f"  images          {images} in {seconds:.1f} s ({images / seconds:.1f} images/s), "

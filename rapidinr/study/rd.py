@@ -111,7 +111,7 @@ def _inr_variants(images, arch: Arch, cfg: RDConfig, device, progress: bool):
     pruned = compress(images, arch, cfg.fit, CompressConfig(prune=cfg.prune), device, init=fitted,
                       progress=progress)
     rounds = pruned.meta["compression"]["rounds"]
-    pruned_params = pruned.params.cpu()
+    pruned_params = pruned.dense_params().cpu()
     out = []
     lossless = (None, "zstd") if cfg.lossless else (None,)
     for ll in lossless:
@@ -254,7 +254,7 @@ def sweep(images: torch.Tensor, cfg: RDConfig = RDConfig(), device="cpu", progre
         variants, rounds = _inr_variants(images, arch, cfg, device, progress)
         for name, description, store in variants:
             inrs = INRSet(store, arch, h, w)
-            psnr = measure_weights(inrs.params.cpu(), arch, images, device)
+            psnr = measure_weights(inrs.dense_params().cpu(), arch, images, device)
             inrs.psnr = psnr
             info = inrs.info()
             bytes_per_image = info["bytes_per_image"]

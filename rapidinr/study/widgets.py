@@ -523,7 +523,7 @@ class RDExplorer(InteractiveFigure):
         store = PackedStore.from_params(params, a, bits, layers if bits < 32 else "hidden")
         n, _, h, w = self.images.shape
         inrs = INRSet(store, a, h, w)
-        psnr = measure_weights(inrs.params.cpu(), a, self.images, self.device)
+        psnr = measure_weights(inrs.dense_params().cpu(), a, self.images, self.device)
         info = inrs.info()
         jpg = baselines.jpeg(self.images, quality)
         return {"arch": a.name, "bits": bits, "layers": layers, "schedule": schedule,

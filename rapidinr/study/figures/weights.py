@@ -17,7 +17,7 @@ from rapidinr.study.figures.samples import fitted, settings_for
 def weight_samples(params: torch.Tensor, arch: Arch, normalize: bool = True) -> dict[str, torch.Tensor]:
     """Weights (not biases) of every image grouped by layer kind: {kind: 1-D float tensor}.
 
-    params: (N, P) float weights (``INRSet.params``). normalize: divide each image's layer by its
+    params: (N, P) float weights (``INRSet.dense_params()``). normalize: divide each image's layer by its
     largest magnitude, so images of different scales share one axis [-1, 1] (Fig. 4 is normalized).
     Pruned (exactly zero) weights are left out.
     """
@@ -70,15 +70,15 @@ def _make_fig4(ctx):
     s = settings_for(ctx.quick)
     _, inrs, _ = fitted(s, ctx.device, ctx.seed)
     bins = 41 if ctx.quick else 101  # quick: a few hundred first-layer weights; coarser bins read better
-    fig = plot_weights(inrs.params, inrs.arch, bins=bins, title=f"Fig. 4: normalized weights of {len(inrs)} {inrs.arch.name} "
+    fig = plot_weights(inrs.dense_params(), inrs.arch, bins=bins, title=f"Fig. 4: normalized weights of {len(inrs)} {inrs.arch.name} "
                        f"SIRENs ({s.size}x{s.size} photo crops, {s.steps} steps)")
     for ax in fig.axes:
         ax.set_xlim(-1, 1)
     stats = {kind: {"count": int(v.numel()), "mean": float(v.mean()), "std": float(v.std()),
                     "share_within_0.1": float((v.abs() < 0.1).float().mean())}
-             for kind, v in weight_samples(inrs.params, inrs.arch).items() if v.numel()}
+             for kind, v in weight_samples(inrs.dense_params(), inrs.arch).items() if v.numel()}
     hists = {kind: {"edges": e.tolist(), "density": d.tolist()}
-             for kind, (e, d) in weight_histograms(inrs.params, inrs.arch, bins).items()}
+             for kind, (e, d) in weight_histograms(inrs.dense_params(), inrs.arch, bins).items()}
     return fig, {"settings": s.to_json(), "arch": inrs.arch.name, "images": len(inrs), "stats": stats,
                  "histograms": hists}
 
