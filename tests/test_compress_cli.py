@@ -39,7 +39,7 @@ def test_encode_with_compression_options_and_info_json(tmp_path, folder, capsys)
     assert info["quant_bits"] == 8 and info["quant_layers"] == "hidden"
     assert info["file_bytes"] == os.path.getsize(out)
     inrs = load(out)
-    weight_zeros = float((inrs.params == 0).float().mean())
+    weight_zeros = float((inrs.dense_params() == 0).float().mean())
     assert info["sparsity"] == pytest.approx(weight_zeros, abs=1e-5) and info["sparsity"] >= 0.15
     assert inrs.store.codes.dtype == torch.int8 and inrs.store.wide.dtype == torch.int16
     assert inrs.meta["compression"]["prune"]["l1_ratio"] == 0.1

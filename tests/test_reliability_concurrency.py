@@ -56,7 +56,7 @@ READER = textwrap.dedent("""
             continue
         variant = inrs.meta.get("variant")
         n, value = (40, 0.25) if variant == "A" else (300, -0.5)
-        if len(inrs) != n or not bool((inrs.params == value).all()):
+        if len(inrs) != n or not bool((inrs.dense_params() == value).all()):
             errors.append(f"inconsistent set: variant {variant} with {len(inrs)} images")
             continue
         seen[variant] += 1
