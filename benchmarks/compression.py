@@ -28,7 +28,7 @@ import numpy as np
 
 from rapidinr.codec.prune import PRESETS, PruneConfig
 from rapidinr.core.config import FitConfig
-from rapidinr.encoding.runner import resolve_device
+from rapidinr.core.devices import resolve_device
 from rapidinr.sources.datasets import load_sample_crops
 from rapidinr.study.figures.rate_distortion import plot_rd
 from rapidinr.study.rd import RDConfig, sweep

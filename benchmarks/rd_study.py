@@ -40,8 +40,8 @@ import torch
 
 from rapidinr.codec.prune import PRESETS, PruneConfig
 from rapidinr.core.config import FitConfig
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.results import write_results
-from rapidinr.encoding.runner import resolve_device
 from rapidinr.sources.datasets import load_source
 from rapidinr.study.rd import ENVELOPE, RDConfig, cap_table, sweep
 

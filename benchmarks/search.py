@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rapidinr.core.config import Arch
-from rapidinr.encoding.runner import resolve_device
+from rapidinr.core.devices import resolve_device
 from rapidinr.study import search
 
 RESULTS = Path(__file__).resolve().parent / "results"

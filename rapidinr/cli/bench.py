@@ -1,9 +1,9 @@
 """`rapidinr bench pipelines`: the Fig. 8 grid (pipelines × worker counts × datasets) → one results JSON."""
 from __future__ import annotations
 
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.core.results import results_document, write_results
-from rapidinr.encoding.runner import resolve_device
 from rapidinr.study.grid import GridConfig, run_pipeline_grid
 from rapidinr.training.loaders import PIPELINES, check_workers
 

@@ -19,9 +19,9 @@ from PIL import Image
 
 from rapidinr.cli.info import rinr_path
 from rapidinr.codec.inrset import check_budget, load
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.core.metrics import to_uint8
-from rapidinr.encoding.runner import resolve_device
 from rapidinr.sources.datasets import parse_size
 
 MAX_BATCH = 256  # images decoded at once, at most

@@ -9,11 +9,12 @@ from pathlib import Path
 from rapidinr.codec.prune import PruneConfig, check_ratio, parse_schedule
 from rapidinr.codec.quantize import QuantConfig
 from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.distributed import from_env
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.compress import CompressConfig, preset
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
-from rapidinr.encoding.runner import MAX_SEED, check_memory, device_chunking, encode_to_file, resolve_device
+from rapidinr.encoding.runner import MAX_SEED, check_memory, device_chunking, encode_to_file
 from rapidinr.encoding.sharded import encode_sharded
 from rapidinr.sources.datasets import load_source, parse_size
 

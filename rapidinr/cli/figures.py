@@ -1,8 +1,8 @@
 """`rapidinr figures`: regenerate every figure headless (PNG, SVG and the JSON data behind each)."""
 from __future__ import annotations
 
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
-from rapidinr.encoding.runner import resolve_device
 from rapidinr.study.figures import producers, write_figures
 
 

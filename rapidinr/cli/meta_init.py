@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from rapidinr.core.config import Arch
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.init_tuning import recommend_fit
 from rapidinr.encoding.learned_init import LearnedInit, MetaConfig, config_json, meta_learn, save_init
-from rapidinr.encoding.runner import resolve_device
 from rapidinr.sources.datasets import load_source, parse_size
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rapidinr.codec.prune import PruneConfig, parse_schedule
 from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.core.results import write_results
-from rapidinr.encoding.runner import resolve_device
 from rapidinr.sources.datasets import load_source, parse_size
 from rapidinr.study.rd import RDConfig, cap_table, sweep
 

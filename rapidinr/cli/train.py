@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 from rapidinr.core import distributed
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.core.results import results_document, write_results
-from rapidinr.encoding.runner import resolve_device
 from rapidinr.sources.datasets import parse_size
 from rapidinr.training.loaders import PIPELINES, check_workers, require_dali
 from rapidinr.training.loop import TrainConfig, load_train_data, run_training

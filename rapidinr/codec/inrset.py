@@ -14,6 +14,7 @@ from rapidinr.codec import fileformat
 from rapidinr.codec.store import DenseStore, store_from_tensors
 from rapidinr.core import siren
 from rapidinr.core.config import Arch
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 
 MAX_DECODE_SIDE = 16384  # a decode larger than this a side is a mistake, not a request
@@ -91,18 +92,6 @@ def check_labels(labels, class_names, n: int) -> tuple[torch.Tensor | None, list
                         + (f" ({len(names)} class names)" if names else "")
                         + f", got {int(labels.min())}..{int(labels.max())}")
     return labels.long(), names
-
-
-def resolve_load_device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"device: unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r}: CUDA is not available on this machine (use 'cpu')")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"device: {device!r} is not supported (use cpu, cuda or cuda:N)")
-    return dev
 
 
 def _as_size(size, default: tuple[int, int]) -> tuple[int, int]:
@@ -305,7 +294,7 @@ def _check_int(path, header: dict, key: str, low: int, high: int) -> int:
 def load(path: str | Path, device="cpu") -> INRSet:
     """Read a .rinr file, verify it, and bring the whole set onto ``device`` once, at load
     (a copy per stored tensor; nothing moves again while batches are decoded)."""
-    device = resolve_load_device(device)
+    device = resolve_device(device, option="device")
     header, tensors, file_bytes = fileformat.read(path)
     n = _check_int(path, header, "images", 0, 2**31)
     height = _check_int(path, header, "height", 1, MAX_DECODE_SIDE)

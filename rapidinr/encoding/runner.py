@@ -15,30 +15,13 @@ from rapidinr.codec import fileformat
 from rapidinr.codec.inrset import INRSet, check_arch_size, check_labels
 from rapidinr.codec.measure import measure_set
 from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.core.files import remove_stale_temporaries, write_atomic
 from rapidinr.core.threads import encoder_threads
 from rapidinr.encoding.compress import compress
 from rapidinr.encoding.fit import chunk_size_for, fit
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/``auto`` → cuda when available, else cpu; an unusable device is a clear error."""
-    if device in (None, "auto"):
-        return torch.device(default_device())
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"--device: unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    return dev
-
 
 GPU_MEMORY_SHARE = 0.5  # of the device's free memory, for one chunk's fit (the rest: decoding, other work)
 

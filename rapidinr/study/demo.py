@@ -11,10 +11,11 @@ from PIL import Image
 from rapidinr.codec.inrset import INRSet
 from rapidinr.codec.quantize import QuantConfig
 from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.compress import CompressConfig
 from rapidinr.encoding.learned_init import resolve_init
-from rapidinr.encoding.runner import encode_to_file, resolve_device
+from rapidinr.encoding.runner import encode_to_file
 from rapidinr.sources.datasets import load_default, load_sample_crops
 from rapidinr.study import baselines
 from rapidinr.study.figures import write_figures

@@ -26,12 +26,12 @@ from rapidinr.codec.measure import measure_weights
 from rapidinr.codec.prune import PruneConfig, l1_mask, parse_schedule, weight_sparsity
 from rapidinr.codec.store import PackedStore
 from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.core.metrics import psnr
 from rapidinr.core.siren import layer_kinds, layer_views
 from rapidinr.encoding.compress import retrain
 from rapidinr.encoding.fit import fit
-from rapidinr.encoding.runner import resolve_device
 from rapidinr.study import baselines, search
 from rapidinr.study.figures import figure_bytes
 from rapidinr.study.figures.rate_distortion import plot_rd
