@@ -22,7 +22,8 @@ from rapidinr.sources.datasets import load_source, parse_size
 def add(sub):
     p = sub.add_parser("encode", help="fit one SIREN per image and write a .rinr file")
     p.add_argument("source", help="a folder of images or a named source (default, samples, "
-                   "samples-crops, cifar10:ROOT, flowers102:ROOT, fashion-mnist:ROOT, imagefolder:ROOT)")
+                   "samples-crops, kodak:DIR, cifar10-folder:DIR, cifar10:ROOT, flowers102:ROOT, fashion-mnist:ROOT, "
+                   "imagefolder:ROOT)")
     p.add_argument("-o", "--output", required=True, help="the .rinr file to write")
     p.add_argument("--arch", default="3x15", help="LAYERSxHIDDEN, e.g. 3x15 (default)")
     p.add_argument("--w0", type=float, default=30.0, help="SIREN frequency (default 30)")
