@@ -132,6 +132,7 @@ BAD = [
     ("00_walkthrough", "SCALE = 3", "parameter SCALE = 3 is not offered: use one of 1, 2, 4, 8"),
     ("00_walkthrough", "SCALE = 16", "parameter SCALE = 16 is not offered"),
     ("00_walkthrough", 'DEVICE = "cuda"', NO_CUDA),
+    ("01_rate_distortion", 'DEVICE = "cuda"', NO_CUDA),
     ("02_weight_distributions", 'ARCH = "3xfoo"', "ARCH: expected LAYERSxHIDDEN such as 3x15, got '3xfoo'"),
     ("02_weight_distributions", 'DEVICE = "cuda"', NO_CUDA),
     ("03_architecture_search", 'DEVICE = "cuda"', NO_CUDA),
