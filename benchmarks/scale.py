@@ -39,6 +39,7 @@ from rapidinr.codec.quantize import QuantConfig
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.encoding.compress import CompressConfig
 from rapidinr.encoding.runner import encode_to_file
+from rapidinr.sources.datasets import ImageSet
 
 n, steps, retrain, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 g = torch.Generator().manual_seed(0)
@@ -48,9 +49,8 @@ images = ((base * 0.6 + torch.rand(n, 8, 8, generator=g) * 0.2) * 255).round().c
 rss_images = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 compression = CompressConfig(prune=PruneConfig(l1_ratio=0.2, retrain_steps=retrain), quant=QuantConfig(bits=8))
 start = time.perf_counter()
-inrs = encode_to_file(images, out, Arch.parse("1x8", 1), FitConfig(steps=steps, lr=1e-2, chunk_size=4096), "cpu",
-                      progress=False,
-                      compression=compression, overwrite=True)
+inrs = encode_to_file(ImageSet(images), out, Arch.parse("1x8", 1), FitConfig(steps=steps, lr=1e-2, chunk_size=4096), "cpu",
+                      progress=False, compression=compression, overwrite=True)
 encode_s = time.perf_counter() - start
 back = load(out)
 assert len(back) == n

@@ -8,20 +8,20 @@ import pytest
 from rapidinr.cli import main
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.encoding.runner import encode_to_file
-from rapidinr.sources.datasets import load_default
+from rapidinr.sources.datasets import ImageSet, load_default
 from rapidinr.study.demo import demo
 
 
 def test_encode_to_file_applies_the_learned_inits_recommended_fit(tmp_path):
     images = load_default("train").images[:1]  # (1, 1, 28, 28)
     arch = Arch.parse("3x15", 1)
-    inrs = encode_to_file(images, tmp_path / "a.rinr", arch, FitConfig(steps=20), "cpu", progress=False,
+    inrs = encode_to_file(ImageSet(images), tmp_path / "a.rinr", arch, FitConfig(steps=20), "cpu", progress=False,
                           init="learned")
     assert (inrs.meta["fit"]["steps"], inrs.meta["fit"]["lr"]) == (500, 0.005)  # data/INIT.md's recommendation
-    pinned = encode_to_file(images, tmp_path / "b.rinr", arch, FitConfig(steps=20), "cpu", progress=False,
+    pinned = encode_to_file(ImageSet(images), tmp_path / "b.rinr", arch, FitConfig(steps=20), "cpu", progress=False,
                             init="learned", steps=20, lr=2e-3)
     assert (pinned.meta["fit"]["steps"], pinned.meta["fit"]["lr"]) == (20, 2e-3)
-    random = encode_to_file(images, tmp_path / "c.rinr", arch, FitConfig(steps=20), "cpu", progress=False)
+    random = encode_to_file(ImageSet(images), tmp_path / "c.rinr", arch, FitConfig(steps=20), "cpu", progress=False)
     assert (random.meta["fit"]["steps"], random.meta["fit"]["lr"]) == (20, FitConfig.lr)
 
 

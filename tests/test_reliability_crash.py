@@ -22,6 +22,7 @@ import torch
 from rapidinr import load
 from rapidinr.cli import main
 from rapidinr.codec import fileformat
+from rapidinr.sources.datasets import ImageSet
 
 N, BATCH = 128, 4  # 32 chunks, each a fraction of a second: enough for 6 kills on a fast machine
 ENCODE = ["encode", "default", "--limit", str(N), "--batch-size", str(BATCH), "--steps", "60",
@@ -146,7 +147,7 @@ def test_a_damaged_checkpoint_chunk_is_refitted_not_trusted(tmp_path):
     encoder.Checkpoint.save = save_then_maybe_stop(original)
     try:
         with pytest.raises(Stop):
-            encode_to_file(data.images, out, arch, cfg, "cpu", data.labels, progress=False)
+            encode_to_file(ImageSet(data.images, data.labels), out, arch, cfg, "cpu", progress=False)
     finally:
         encoder.Checkpoint.save = original
     partial = tmp_path / "set.rinr.partial"
@@ -154,9 +155,9 @@ def test_a_damaged_checkpoint_chunk_is_refitted_not_trusted(tmp_path):
     raw = bytearray(chunk1.read_bytes())
     raw[-3] ^= 0xFF
     chunk1.write_bytes(bytes(raw))
-    resumed = encode_to_file(data.images, out, arch, cfg, "cpu", data.labels, resume=True, progress=False)
+    resumed = encode_to_file(ImageSet(data.images, data.labels), out, arch, cfg, "cpu", resume=True, progress=False)
     assert resumed.meta["resumed_chunks"] == 1  # chunk 0 kept, chunk 1 refitted
-    fresh = encode_to_file(data.images, tmp_path / "fresh.rinr", arch, cfg, "cpu", data.labels, progress=False)
+    fresh = encode_to_file(ImageSet(data.images, data.labels), tmp_path / "fresh.rinr", arch, cfg, "cpu", progress=False)
     assert torch.equal(resumed.dense_params(), fresh.dense_params())
     assert not partial.exists()
 

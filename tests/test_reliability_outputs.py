@@ -19,6 +19,7 @@ from rapidinr.cli.decode import parse_indices
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.encoding import runner
 from rapidinr.encoding.runner import encode_to_file
+from rapidinr.sources.datasets import ImageSet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -189,19 +190,19 @@ def test_resume_refits_chunks_whose_images_changed(tiny_images, tmp_path, monkey
     arch, cfg = Arch(1, 4, 3), FitConfig(steps=20, chunk_size=2)
     images = tiny_images.clone()
     names = [f"{i}.png" for i in range(8)]
-    fresh = encode_to_file(images, tmp_path / "fresh.rinr", arch, cfg, "cpu", progress=False, names=names)
+    fresh = encode_to_file(ImageSet(images, names=names), tmp_path / "fresh.rinr", arch, cfg, "cpu", progress=False)
     monkeypatch.setattr(runner.Checkpoint, "remove", lambda self: None)  # as if killed before the end
-    encode_to_file(images, tmp_path / "set.rinr", arch, cfg, "cpu", progress=False, names=names)
+    encode_to_file(ImageSet(images, names=names), tmp_path / "set.rinr", arch, cfg, "cpu", progress=False)
     (tmp_path / "set.rinr").unlink()
     for chunk in sorted((tmp_path / "set.rinr.partial").glob("chunk-*"))[3:]:
         chunk.unlink()  # three chunks finished before the kill
     swapped = images.clone()
     swapped[[2, 3]] = images[[3, 2]]  # two images of chunk 1 trade contents (names stay)
     monkeypatch.undo()
-    resumed = encode_to_file(swapped, tmp_path / "set.rinr", arch, cfg, "cpu", progress=False, resume=True,
-                             names=names)
+    resumed = encode_to_file(ImageSet(swapped, names=names), tmp_path / "set.rinr", arch, cfg, "cpu", progress=False,
+                             resume=True)
     assert resumed.meta["resumed_chunks"] == 1  # chunk 0 kept; chunk 1 changed, so it and what follows refit
-    again = encode_to_file(swapped, tmp_path / "again.rinr", arch, cfg, "cpu", progress=False, names=names)
+    again = encode_to_file(ImageSet(swapped, names=names), tmp_path / "again.rinr", arch, cfg, "cpu", progress=False)
     assert torch.equal(resumed.dense_params(), again.dense_params())  # exactly what a fresh encode of these images gives
     assert torch.equal(resumed.dense_params()[:2], fresh.dense_params()[:2])
     assert not torch.equal(resumed.dense_params()[2:4], fresh.dense_params()[2:4])

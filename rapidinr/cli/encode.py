@@ -84,9 +84,8 @@ def run(args) -> int:
         cfg = device_chunking(cfg, arch, data.images.shape[2] * data.images.shape[3], device)
     if _world_size() > 1:  # under torchrun: see the sharded-encode block at the end of this file
         return _run_sharded(args, data, arch, cfg, device, compression, out, init)
-    inrs = encode_to_file(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
-                          resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                          compression=compression, init=init, names=data.names, steps=cfg.steps, lr=cfg.lr)
+    inrs = encode_to_file(data, out, arch, cfg, device, resume=args.resume, overwrite=args.overwrite,
+                          progress=not args.quiet, compression=compression, init=init, steps=cfg.steps, lr=cfg.lr)
     info = inrs.info()
     print(f"wrote {out}: {info['images']} images {info['height']}x{info['width']}, arch {arch.name}, "
           f"{info['bytes_per_image']:.0f} B/image ({info['bpp']:.2f} bpp), PSNR {info['psnr_mean']:.2f} dB"

@@ -22,6 +22,7 @@ from rapidinr.core.threads import encoder_threads
 from rapidinr.encoding.compress import compress
 from rapidinr.encoding.fit import chunk_size_for, fit
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
+from rapidinr.sources.datasets import ImageSet
 
 GPU_MEMORY_SHARE = 0.5  # of the device's free memory, for one chunk's fit (the rest: decoding, other work)
 
@@ -216,11 +217,14 @@ def chunk_fingerprint(images: torch.Tensor, names: list[str] | None) -> str:
     return digest.hexdigest()
 
 
-def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels=None, class_names=None,
-                   source: str = "", resume: bool = False, overwrite: bool = False,
-                   progress: bool = True, compression=None, init=None, names: list[str] | None = None,
+def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device, *, resume: bool = False,
+                   overwrite: bool = False, progress: bool = True, compression=None, init=None,
                    steps: int | None = None, lr: float | None = None) -> INRSet:
-    """Encode ``images`` into ``out`` chunk by chunk, checkpointing each chunk; resumable.
+    """Encode the images of ``data`` into ``out`` chunk by chunk, checkpointing each chunk; resumable.
+
+    ``data`` carries the images (uint8 N×C×H×W) with what travels beside them: labels, class
+    names, one name per image (file names: part of each chunk's fingerprint for ``resume``) and
+    the source's description, written into the header.
 
     ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs after round 1's chunks.
     ``init``: as for :func:`encode` (random, learned, a learned-init path or a LearnedInit).
@@ -228,11 +232,11 @@ def encode_to_file(images, out: Path, arch: Arch, cfg: FitConfig, device, labels
     (chosen on held-out images, init_tuning.py) replaces ``cfg``'s value; with a random init, or
     an init that recommends nothing, ``cfg``'s values stand. Pass them to pin ``cfg``'s values.
 
-    ``names``: one per image (file names), part of each chunk's fingerprint for ``resume``.
-
     The final file appears atomically at the end; the checkpoint folder is then removed.
     """
     out = Path(out)
+    images, labels, source = data.images, data.labels, data.source
+    class_names, names = data.class_names or None, data.names or None
     check_images(images)
     check_run(images, arch, cfg, labels, class_names, memory=True)
     if out.exists() and not (overwrite or resume):

@@ -16,6 +16,7 @@ from rapidinr.core.distributed import barrier, finish, init, local_device
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.fit import chunk_size_for
 from rapidinr.encoding.runner import encode_to_file
+from rapidinr.sources.datasets import ImageSet
 
 
 def shard_range(n: int, chunk: int, rank: int, world: int) -> tuple[int, int]:
@@ -50,8 +51,8 @@ def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_name
     part = shard_path(out, place.rank, place.world)
     shard_labels = labels[start:stop] if labels is not None else None
     if stop > start:
-        encode_to_file(images[start:stop], part, arch, shard_cfg, device, shard_labels, class_names,
-                       f"{source}[{start}:{stop}]", overwrite=True, progress=progress and place.is_main,
+        shard = ImageSet(images[start:stop], shard_labels, list(class_names or []), source=f"{source}[{start}:{stop}]")
+        encode_to_file(shard, part, arch, shard_cfg, device, overwrite=True, progress=progress and place.is_main,
                        init=learned_init, steps=cfg.steps, lr=cfg.lr)  # cfg is the caller's final choice
     barrier()
     merged = None

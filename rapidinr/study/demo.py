@@ -76,8 +76,7 @@ def demo(out_dir: Path, images: int = 512, steps: int | None = None, arch: str =
           f"from a {'learned' if init is not None else 'random'} init, on {dev}")
     start = time.perf_counter()
     # steps=None: encode_to_file takes the learned init's recommended steps and rate where it has one
-    inrs = encode_to_file(subset.images, target, arch_obj, FitConfig(steps=steps or DEFAULT_STEPS), dev,
-                          subset.labels, subset.class_names, subset.source, overwrite=True,
+    inrs = encode_to_file(subset, target, arch_obj, FitConfig(steps=steps or DEFAULT_STEPS), dev, overwrite=True,
                           compression=STORAGE, init=init, steps=steps)
     seconds = time.perf_counter() - start
     info = inrs.info()
@@ -117,8 +116,7 @@ def photo_crops(out_dir: Path, count: int, steps: int, arch: str, dev) -> dict:
           f"sample photos) with one {arch_obj.name} SIREN each ({arch_obj.n_params} parameters), "
           f"{steps} Adam steps from a random init (no RGB init ships)")
     start = time.perf_counter()
-    inrs = encode_to_file(crops.images, target, arch_obj, FitConfig(steps=steps), dev, source=crops.source,
-                          overwrite=True, compression=STORAGE)
+    inrs = encode_to_file(crops, target, arch_obj, FitConfig(steps=steps), dev, overwrite=True, compression=STORAGE)
     seconds = time.perf_counter() - start
     info = inrs.info()
     inr_bytes, inr_psnr = info["bytes_per_image"], info["psnr_mean"]
