@@ -48,7 +48,7 @@ def demo(out_dir: Path, images: int = 512, steps: int | None = None, arch: str =
 
     ``steps``: Adam steps per image; None: the shipped learned init's recommended fit for the
     Fashion-MNIST part (500 steps at lr 5e-3 for 3x15) or 1000 from a random init, and 1000 for
-    the crops (no RGB init ships); ``crop_steps`` sets the crops' alone. Returns the Fashion-MNIST store's ``info()`` with the crops'
+    the crops (a random init, the paper's store); ``crop_steps`` sets the crops' alone. Returns the Fashion-MNIST store's ``info()`` with the crops'
     comparison under ``"photo_crops"`` (absent when ``crops`` is 0).
     """
     if not 1 <= images <= 4000:
@@ -114,7 +114,8 @@ def photo_crops(out_dir: Path, count: int, steps: int, arch: str, dev) -> dict:
     target = out_dir / "demo-photo-crops.rinr"
     print(f"rapidinr demo: encoding {count} RGB photo crops ({CROP_SIZE[0]}x{CROP_SIZE[1]}, of scikit-image's "
           f"sample photos) with one {arch_obj.name} SIREN each ({arch_obj.n_params} parameters), "
-          f"{steps} Adam steps from a random init (no RGB init ships)")
+          f"{steps} Adam steps from a random init, stored as the paper stores it "
+          f"(encode --preset compact starts from the shipped CIFAR-10 RGB init instead)")
     start = time.perf_counter()
     inrs = encode_to_file(crops, target, arch_obj, FitConfig(steps=steps), dev, overwrite=True, compression=STORAGE)
     seconds = time.perf_counter() - start
