@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import zstandard
 
 from rapidinr import INRSet, UserError, load
 from rapidinr.codec import fileformat
 from rapidinr.codec.prune import l1_mask
-from rapidinr.codec.store import _ST_DTYPES, PackedStore, _shuffle
+from rapidinr.codec.store import PackedStore, zstd_pack
 from rapidinr.core.config import Arch
 from rapidinr.core.siren import init_params
 
@@ -64,15 +63,9 @@ def packed_file(path: Path, replace: dict, header_changes: dict | None = None, n
     header = {"format": fileformat.MAGIC_KEY, "format_version": fileformat.FORMAT_VERSION, **inrs.header()}
     inner = {k: v for k, v in inrs.tensors().items() if not k.startswith("mask_")}
     inner.update(replace)
-    table, blob = [], b""
-    for name in sorted(inner):
-        t = inner[name].contiguous()
-        raw = _shuffle(t.numpy().tobytes(), t.element_size())
-        table.append([name, _ST_DTYPES[t.dtype], list(t.shape), len(raw)])
-        blob += raw
-    packed = zstandard.ZstdCompressor(level=3).compress(blob)
+    table, frame = zstd_pack(inner, level=3)
     header.update({"lossless": "zstd", "packed": table, **(header_changes or {})})
-    tensors = {"zstd": torch.frombuffer(bytearray(packed), dtype=torch.uint8), "psnr": inrs.psnr}
+    tensors = {"zstd": frame, "psnr": inrs.psnr}
     if pad:
         tensors["pad"] = torch.randint(0, 256, (pad,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     path.write_bytes(fileformat._serialize(tensors, header))

@@ -95,6 +95,21 @@ def _unshuffle(raw: bytes, width: int) -> bytes:
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(width, -1).t().contiguous().numpy().tobytes()
 
 
+def zstd_pack(tensors: dict, level: int = 19) -> tuple[list, torch.Tensor]:
+    """Tensors → (their table: [name, dtype, shape, raw bytes] each, in name order; one zstd frame
+    (uint8) of their bytes, each tensor's byte planes shuffled first so float exponents compress)."""
+    import zstandard  # the optional lossless stage: imported only when a file uses it
+
+    table, parts = [], []
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        raw = _shuffle(t.numpy().tobytes(), t.element_size())
+        table.append([name, _ST_DTYPES[t.dtype], list(t.shape), len(raw)])
+        parts.append(raw)
+    packed = zstandard.ZstdCompressor(level=level).compress(b"".join(parts))
+    return table, torch.frombuffer(bytearray(packed), dtype=torch.uint8)
+
+
 class PackedStore:
     """Pruned and/or quantized weights: on the device, dense integer codes of the quantized layers
     (int8 stays int8 until a batch is gathered), per-image per-tensor scales and float32 layers;
@@ -185,17 +200,8 @@ class PackedStore:
             head = {"mask_coding": coding, "lossless": self.lossless or "none",
                     "quant_bias_bits": self.layout.bias_bits}
             if self.lossless == "zstd":
-                import zstandard
-
-                table, blob = [], b""
-                for name in sorted(tensors):
-                    t = tensors[name].contiguous()
-                    raw = _shuffle(t.numpy().tobytes(), t.element_size())
-                    table.append([name, _ST_DTYPES[t.dtype], list(t.shape), len(raw)])
-                    blob += raw
-                packed = zstandard.ZstdCompressor(level=19).compress(blob)
-                tensors = {"zstd": torch.frombuffer(bytearray(packed), dtype=torch.uint8)}
-                head["packed"] = table
+                head["packed"], frame = zstd_pack(tensors)
+                tensors = {"zstd": frame}
             self._packed = (head, tensors)
         return self._packed
 
