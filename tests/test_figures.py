@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import types
 
+import pytest
 from PIL import Image
 
 from rapidinr.cli import main
@@ -128,6 +129,38 @@ def test_fig7_has_intervals_chance_and_the_papers_numbers():
     assert "95% interval from 1000 test images" in texts and "90.5%" in texts and "the paper" in texts
     assert any(line.get_label() == "chance (10%)" for line in ax.get_lines())
     assert ax.get_ylim() == (0, 100)
+
+
+def test_fig7_with_seeds_draws_the_spread_over_seeds_and_pairs_gaps_by_seed():
+    from matplotlib.figure import Figure
+    from scipy.stats import t
+
+    from rapidinr.study.figures.training import accuracy_gap, plot_accuracy_vs_bytes
+
+    original = {"label": "original", "kind": "original", "bytes_per_image": 784.0, "psnr": None,
+                "accuracy": 0.70, "accuracy_per_seed": [0.68, 0.70, 0.72]}
+    inr = {"label": "inr", "kind": "inr", "bytes_per_image": 700.0, "psnr": 31.0,
+           "accuracy": 0.69, "accuracy_per_seed": [0.66, 0.69, 0.72]}
+    doc = {"settings": {"test_images": 1000, "classes": 10}, "results": {"variants": [original, inr]}}
+    ax = plot_accuracy_vs_bytes(doc, ax=Figure().add_subplot())
+    assert "std over 3 training seeds" in " ".join(t.get_text() for t in ax.texts)
+    bars = [c for c in ax.collections if c.get_segments()]
+    spans = sorted(round(float(seg[1][1] - seg[0][1]) / 2, 6) for c in bars for seg in c.get_segments())
+    assert spans == [2.0, 3.0]  # 100 × sample std of each variant's three seeds
+    diff, half, basis = accuracy_gap(inr, original, 1000)  # gaps -2, -1, 0 points: mean -1, std 1
+    assert diff == pytest.approx(-1.0) and basis == "paired over 3 seeds"
+    assert half == pytest.approx(t.ppf(0.975, 2) / 3 ** 0.5)
+    one_seed = accuracy_gap({"accuracy": 0.67}, {"accuracy": 0.69}, 1000)
+    assert one_seed[0] == pytest.approx(-2.0) and "one seed" in one_seed[2]
+
+
+def test_fig3_says_what_the_paper_reports_beside_this_runs_pruning():
+    from rapidinr.study.figures.rate_distortion import PAPER_FIG3, paper_note
+
+    results = {"results": {"INR pruned": {"sparsity": [0.1, 0.2, 0.3], "bytes": [1, 2, 3], "psnr": [1, 2, 3]}}}
+    note = paper_note(results)
+    assert note.startswith(PAPER_FIG3) and "15% on CIFAR-10" in note and "INR pruned 20% zeros (mean over 3 archs)" in note
+    assert paper_note({"results": {}}) == PAPER_FIG3
 
 
 def test_fig8_draws_the_loader_alone_and_says_a_cpu_cannot_show_the_claim():

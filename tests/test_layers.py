@@ -43,9 +43,10 @@ def test_a_wrong_way_import_breaks_the_build(tmp_path):
 # Imports that may stay inside functions: optional or heavy third-party modules only.
 OPTIONAL = ("ipywidgets", "IPython", "matplotlib", "nvidia", "torchvision.io", "zstandard", "playwright",
             "torch._dynamo", "triton", "torchvision", "imagecodecs", "bjontegaard",
-            "nbclient", "nbformat", "nbconvert")
+            "nbclient", "nbformat", "nbconvert", "scipy")
 # torchvision: ~1 s to import; imagecodecs: the [jxl] extra; bjontegaard: imports matplotlib.pyplot;
-# nbclient, nbformat, nbconvert: the notebooks' HTML builder (the `notebooks`/`test` extras)
+# nbclient, nbformat, nbconvert: the notebooks' HTML builder (the `notebooks`/`test` extras);
+# scipy.stats: ~0.3 s to import, needed only for Student t intervals over seeds
 
 
 def function_local_imports(path: Path) -> list[tuple[int, str]]:

@@ -59,6 +59,8 @@ _EXPORTS = {
     "tiny_accuracy_grid": ("rapidinr.study.figures.training", "tiny_accuracy_grid"),
     "tiny_pipeline_grid": ("rapidinr.study.figures.training", "tiny_pipeline_grid"),
     "pipeline_rows": ("rapidinr.study.figures.training", "pipeline_rows"),
+    "accuracy_gap": ("rapidinr.study.figures.training", "accuracy_gap"),
+    "seed_accuracies": ("rapidinr.study.figures.training", "seed_accuracies"),
 }
 __all__ = sorted(_EXPORTS)
 

@@ -56,10 +56,52 @@ def accuracy_interval(accuracy: float, test_images: int | None) -> float:
     return 1.96 * (accuracy * (1 - accuracy) / test_images) ** 0.5
 
 
+def seed_accuracies(variant: dict) -> list[float]:
+    """The variant's accuracy per training seed (one value for a one-seed run)."""
+    return list(variant.get("accuracy_per_seed") or [variant["accuracy"]])
+
+
+def accuracy_bar(variant: dict, test_images: int | None) -> float:
+    """Fig. 7's error bar (as a fraction): the sample std over seeds where a run has several, else the
+    test-set interval of :func:`accuracy_interval` (the only spread a one-seed run knows)."""
+    per_seed = torch.tensor(seed_accuracies(variant), dtype=torch.float64)  # (seeds,)
+    if per_seed.numel() > 1:
+        return float(per_seed.std())
+    return accuracy_interval(variant["accuracy"], test_images)
+
+
+def bar_basis(doc: dict) -> str:
+    """What Fig. 7's bars are, in words, for a results document."""
+    variants = _doc(doc)["results"]["variants"]
+    seeds = min(len(seed_accuracies(v)) for v in variants) if variants else 1
+    if seeds > 1:
+        return f"bars: ± std over {seeds} training seeds (0..{seeds - 1}), points: their mean"
+    test_images = _doc(doc).get("settings", {}).get("test_images")
+    return f"bars: 95% interval from {test_images} test images (one seed)" if test_images else "one seed"
+
+
+def accuracy_gap(variant: dict, reference: dict, test_images: int | None) -> tuple[float, float, str]:
+    """``variant`` minus ``reference`` in accuracy points (negative = worse), the half-width of its 95%
+    interval, and how that interval was found: paired by seed (Student t over the per-seed gaps) when
+    both carry the same seeds, else from the test-set size of a one-seed run."""
+    mine, theirs = seed_accuracies(variant), seed_accuracies(reference)
+    if len(mine) > 1 and len(mine) == len(theirs):
+        from scipy.stats import t  # ~0.3 s to import (comes with scikit-image); only this function needs it
+
+        gaps = 100 * (torch.tensor(mine, dtype=torch.float64) - torch.tensor(theirs, dtype=torch.float64))  # (seeds,)
+        half = float(t.ppf(0.975, gaps.numel() - 1) * gaps.std() / gaps.numel() ** 0.5)
+        return float(gaps.mean()), half, f"paired over {gaps.numel()} seeds"
+    diff = 100 * (variant["accuracy"] - reference["accuracy"])
+    half = 100 * (accuracy_interval(variant["accuracy"], test_images) ** 2
+                  + accuracy_interval(reference["accuracy"], test_images) ** 2) ** 0.5
+    return diff, half, f"one seed, {test_images} test images"
+
+
 def plot_accuracy_vs_bytes(source, ax=None, paper: bool = True):
     """Fig. 7: test accuracy (y, 0-100%) against bytes per image (x, log), INR variants, JPEG at the
-    same sizes and the originals; each point labelled with its accuracy and PSNR, with its 95%
-    interval from the size of the test set, the chance level, and the paper's numbers (as text)."""
+    same sizes and the originals; each point labelled with its accuracy and PSNR, with the spread
+    over training seeds (or, for a one-seed run, the 95% interval from the size of the test set),
+    the chance level, and the paper's numbers (as text)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -72,7 +114,7 @@ def plot_accuracy_vs_bytes(source, ax=None, paper: bool = True):
         if not points:
             continue
         ax.errorbar([v["bytes_per_image"] for v in points], [100 * v["accuracy"] for v in points],
-                    yerr=[100 * accuracy_interval(v["accuracy"], test_images) for v in points], fmt=marker,
+                    yerr=[100 * accuracy_bar(v, test_images) for v in points], fmt=marker,
                     color=colour, ms=8, capsize=3, label=kind, zorder=3)
     # labels placed round their points in turn (by bytes), so neighbours at similar sizes stay readable
     for k, v in enumerate(accuracy_points(source)):
@@ -87,8 +129,7 @@ def plot_accuracy_vs_bytes(source, ax=None, paper: bool = True):
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("ResNet-18 accuracy by training-set storage (Fig. 7)")
     ax.grid(True, alpha=0.3)
-    interval = f"bars: 95% interval from {test_images} test images (one seed)" if test_images else "one seed"
-    ax.text(0.01, 0.99, interval + ("\n" + PAPER_FIG7 if paper else ""), transform=ax.transAxes, fontsize=7,
+    ax.text(0.01, 0.99, bar_basis(source) + ("\n" + PAPER_FIG7 if paper else ""), transform=ax.transAxes, fontsize=7,
             va="top", color="0.25")
     ax.legend(fontsize=8, loc="lower right")
     return ax
