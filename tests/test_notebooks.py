@@ -14,6 +14,7 @@ import pytest
 nbclient = pytest.importorskip("nbclient")
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError  # noqa: E402
 
+from rapidinr.core.errors import UserError  # noqa: E402
 from rapidinr.study.notebooks_html import notebook_client  # noqa: E402
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -184,3 +185,12 @@ def test_wrong_values_read_as_one_line(name, lines, message, monkeypatch):
     assert len(errors[0]["traceback"]) == 1 and "File " not in errors[0]["traceback"][0]
     assert f"rapidinr: error: {message}" in errors[0]["traceback"][0] or message in errors[0]["traceback"][0]
     assert "--" not in errors[0]["traceback"][0]  # names the notebook parameter, not a CLI flag
+
+
+def test_notebook_names_are_picked_in_order_and_an_unknown_one_is_refused_with_the_list():
+    from rapidinr.study.notebooks_html import NOTEBOOK_DIR, notebook_paths
+
+    assert [p.stem for p in notebook_paths(["05_accuracy", "00_walkthrough"])] == ["05_accuracy", "00_walkthrough"]
+    assert notebook_paths() == sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+    with pytest.raises(UserError, match=r"^--only: unknown notebook nope; available: 00_walkthrough, "):
+        notebook_paths(["nope"])

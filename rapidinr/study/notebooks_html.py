@@ -21,7 +21,7 @@ from pathlib import Path
 from queue import Empty
 from time import monotonic
 
-from rapidinr.core.errors import UserError
+from rapidinr.core.errors import UserError, pick_named
 from rapidinr.core.files import write_atomic
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -29,14 +29,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 def notebook_paths(only: list[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
     """The notebooks in ``folder`` (all, or those named in ``only`` by stem); an unknown name is an error."""
-    paths = sorted(folder.glob("*.ipynb"))
-    if not only:
-        return paths
-    by_stem = {p.stem: p for p in paths}
-    unknown = [name for name in only if name not in by_stem]
-    if unknown:
-        raise UserError(f"--only: unknown notebook {', '.join(unknown)}; available: {', '.join(by_stem) or 'none'}")
-    return [by_stem[name] for name in only]
+    return pick_named({p.stem: p for p in sorted(folder.glob("*.ipynb"))}, only, "--only", "notebook")
 
 
 def notebook_client(nb, folder: Path, timeout: int = 600):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.core.errors import UserError
+from rapidinr.core.errors import UserError, pick_named
 from rapidinr.core.files import write_atomic
 from rapidinr.study.figures import rate_distortion, residuals, search, training, weights
 from rapidinr.study.figures.registry import DEFAULT_RESULTS_DIR, FigureContext, Producer
@@ -41,14 +41,7 @@ def producers() -> list[Producer]:
 
 def select(names: list[str] | None = None) -> list[Producer]:
     """The producers named (all when ``names`` is empty); an unknown name is a clear error."""
-    available = producers()
-    if not names:
-        return available
-    by_name = {p.name: p for p in available}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise UserError(f"--only: unknown figure {', '.join(unknown)}; available: {', '.join(by_name) or 'none'}")
-    return [by_name[n] for n in names]
+    return pick_named({p.name: p for p in producers()}, names, "--only", "figure")
 
 
 def figure_bytes(fig, fmt: str) -> bytes:
