@@ -129,3 +129,28 @@ def test_bench_pipelines_grid_and_figures(tmp_path):
 def test_bench_bad_pipeline(capsys):
     assert main(["bench", "pipelines", "--pipelines", "inr,nope", "-o", "x.json"]) == 2
     assert "unknown pipeline 'nope'" in capsys.readouterr().err
+
+
+def test_a_cifar10_folder_and_a_set_encoded_from_it_find_their_test_split(tmp_path):
+    """`rapidinr train` on a cifar10-folder source, or on a .rinr encoded from its train split, tests on
+    DIR/test without --test (the set records cifar10-folder:DIR/train as its source)."""
+    from PIL import Image
+
+    from rapidinr.sources.datasets import load_source
+    from rapidinr.training.loop import load_train_data, test_source_for
+
+    for split, n in (("train", 3), ("test", 2)):
+        for label, cls in enumerate(("airplane", "automobile")):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8), (label * 100, i * 50, 10)).save(tmp_path / split / cls / f"{i:04d}.png")
+    spec = f"cifar10-folder:{tmp_path}"
+    assert test_source_for(f"{spec}/train") == spec and test_source_for(spec) == spec
+    from_source = load_train_data(spec)
+    assert len(from_source.labels) == 6 and from_source.test_labels.tolist() == [0, 0, 1, 1]
+    train = load_source(spec, split="train")
+    inrs = encode(train.images, "1x8", steps=2, labels=train.labels, class_names=train.class_names, progress=False)
+    inrs.meta["source"] = train.source
+    inrs.save(tmp_path / "train.rinr")
+    from_set = load_train_data(str(tmp_path / "train.rinr"))
+    assert from_set.test_images.shape == (4, 3, 8, 8) and from_set.test_labels.tolist() == [0, 0, 1, 1]

@@ -234,13 +234,17 @@ def run_training(pipeline: str, data: TrainData, cfg: TrainConfig, size: tuple[i
 
 
 def test_source_for(source: str) -> str | None:
-    """The test split of a named source a set was encoded from (``default`` → ``default:test``)."""
+    """The source whose test split goes with a named source a set was encoded from (``default`` →
+    ``default:test``; ``cifar10-folder:DIR/train`` → ``cifar10-folder:DIR``, read with split test)."""
     name, _, rest = str(source).partition(":")
     rest = rest.split("[", 1)[0]  # a sharded encode notes its slice as SOURCE[a:b]
     if name == "default":
         return "default:test"
     if name in ("cifar10", "fashion-mnist", "flowers102") and rest:
         return f"{name}:{rest}"
+    if name == "cifar10-folder" and rest:  # a set records its split's folder: cifar10-folder:DIR/train
+        folder = Path(rest)
+        return f"cifar10-folder:{folder.parent if folder.name in ('train', 'test') else folder}"
     return None
 
 
