@@ -21,6 +21,7 @@ from rapidinr.cli.info import rinr_path
 from rapidinr.codec.inrset import check_budget, load
 from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
+from rapidinr.core.files import make_folder
 from rapidinr.core.metrics import to_uint8
 from rapidinr.sources.datasets import parse_size
 
@@ -73,10 +74,7 @@ def _output_folder(out: Path, overwrite: bool) -> bool:
         if busy and not overwrite:
             raise UserError(f"{out}: folder is not empty (pass --overwrite to write into it)")
         return False
-    try:
-        out.mkdir(parents=True)
-    except OSError as err:
-        raise UserError(f"{out}: cannot create folder ({err.strerror or err})") from None
+    make_folder(out, exist_ok=False)
     return True
 
 

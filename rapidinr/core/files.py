@@ -86,3 +86,12 @@ def remove_stale_temporaries(path: str | Path, older_than: float) -> list[Path]:
         except OSError:
             pass  # gone already, or not ours to remove: never fail a finished encode over it
     return removed
+
+
+def make_folder(path: Path, exist_ok: bool = True) -> None:
+    """Create ``path`` and its parents; a failure (a file in the way, no permission) is one
+    :class:`UserError` naming the folder."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=exist_ok)
+    except OSError as err:
+        raise UserError(f"{path}: cannot create folder ({err.strerror or err})") from None

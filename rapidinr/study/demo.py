@@ -13,6 +13,7 @@ from rapidinr.codec.quantize import QuantConfig
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
+from rapidinr.core.files import make_folder
 from rapidinr.encoding.compress import CompressConfig
 from rapidinr.encoding.learned_init import resolve_init
 from rapidinr.encoding.runner import encode_to_file
@@ -62,10 +63,7 @@ def demo(out_dir: Path, images: int = 512, steps: int | None = None, arch: str =
     subset = data.subset(0, images)
     dev = resolve_device(device)
     arch_obj = Arch.parse(arch, channels=1)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{out_dir}: cannot create folder ({err.strerror or err})") from None
+    make_folder(out_dir)
     target = out_dir / "demo.rinr"
     try:  # the learned init shipped in data/ when one fits this architecture, else SIREN's random init
         init = resolve_init("learned", arch_obj, 28, 28)

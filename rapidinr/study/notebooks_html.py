@@ -22,7 +22,7 @@ from queue import Empty
 from time import monotonic
 
 from rapidinr.core.errors import UserError, pick_named
-from rapidinr.core.files import write_atomic
+from rapidinr.core.files import make_folder, write_atomic
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -143,10 +143,7 @@ def build(out_dir: str | Path, only: list[str] | None = None, timeout: int = 600
     (name, seconds, file, or error)."""
     out_dir = Path(out_dir)
     paths = notebook_paths(only)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{out_dir}: cannot create folder ({err.strerror or err})") from None
+    make_folder(out_dir)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the kernels inherit it: small fits, a shared CPU
     os.environ.setdefault("MPLBACKEND", "Agg")
     done = []

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from rapidinr.core.errors import UserError, pick_named
-from rapidinr.core.files import write_atomic
+from rapidinr.core.files import make_folder, write_atomic
 from rapidinr.study.figures import rate_distortion, residuals, search, training, weights
 from rapidinr.study.figures.registry import DEFAULT_RESULTS_DIR, FigureContext, Producer
 
@@ -101,10 +101,7 @@ def write_figures(out_dir: str | Path, quick: bool = True, device: str = "cpu", 
     """
     out_dir = Path(out_dir)
     chosen = select(only)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{out_dir}: cannot create folder ({err.strerror or err})") from None
+    make_folder(out_dir)
     ctx = FigureContext(quick=quick, device=str(device), progress=progress,
                         results_dir=Path(results_dir) if results_dir else DEFAULT_RESULTS_DIR)
     done = []
