@@ -119,7 +119,8 @@ def kodak_figure(doc: dict, label: str):
     ax = fig.axes[0]
     ax.set_xlim(0, 2.0)  # the published curves' range (BPG and VTM go on to 10 bpp)
     shown = [y for line in ax.get_lines() for x, y in zip(line.get_xdata(), line.get_ydata()) if x <= 2.0]
-    ax.set_ylim(min(shown) - 1, max(shown) + 1)
+    if shown:
+        ax.set_ylim(min(shown) - 1, max(shown) + 1)
     ax.title.set_fontsize(9)
     ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
