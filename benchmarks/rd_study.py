@@ -20,7 +20,7 @@ from the learned init that ships for the arch at this size, 3x15 and 3x20 at 32�
     python benchmarks/rd_study.py                 # 32×32, CPU-sized (minutes)
     python benchmarks/rd_study.py --size 64 --crops 24 --archs 3x16,4x24,5x32 --steps 800 --retrain-steps 200
     python benchmarks/rd_study.py --size 128 --crops 10 --archs 3x32,4x40,5x48 --steps 500 \
-        --retrain-steps 150                       # caps ×16, ~20 min on one loaded core
+        --retrain-steps 150   # caps ×16: 36 min wall (8 min of CPU) on this 2-core machine at load ~6
     python benchmarks/rd_study.py --kodak-full 1 --full-steps 100   # full-size Kodak, CPU quick mode
 
 ``--kodak-full N`` fits the first N full-resolution Kodak photos (768×512) with a COIN-sized SIREN
