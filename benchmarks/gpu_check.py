@@ -20,6 +20,12 @@ and lands in the results JSON:
     python benchmarks/gpu_check.py --smoke      # the CPU: tiny sizes, CUDA-only parts skipped
 
 Writes benchmarks/results/gpu_check-<cuda|cpu-smoke>.json (or --out). Exit status 1 if any check failed.
+
+Not here, because it does not fit the 8 minutes: the full-size Kodak rate-distortion run (issue 12;
+all 24 photos, COIN's 50,000 steps, beside the published Kodak curves; ~2e16 FLOP of fitting, about
+17 minutes at a sustained 20 TFLOP/s: an estimate, no GPU has run it), one command of its own:
+
+    python benchmarks/rd_study.py --kodak-full 24 --full-steps 50000 --device cuda
 """
 from __future__ import annotations
 

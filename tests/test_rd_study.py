@@ -134,3 +134,85 @@ def test_cifar10_folder_with_labels(tmp_path):
 def test_the_real_kodak_set_loads():
     data = load_source(f"kodak/4:{SHARED_KODAK}", (32, 32), limit=24)
     assert data.images.shape == (24, 3, 32, 32)
+
+
+@pytest.mark.slow
+def test_compact_preset_is_an_rd_variant_with_real_bytes(tmp_path, kodak, capsys):
+    """`rd --preset compact`: the compact store on the shared fit (every arch) and from the shipped
+    learned init (only archs with one: 3x10 at 32x32), at the bytes of its real .rinr file."""
+    import torch
+
+    from rapidinr.codec.inrset import INRSet
+    from rapidinr.core.config import Arch, FitConfig
+    from rapidinr.encoding.fit import fit
+    from rapidinr.study import rd
+
+    out = tmp_path / "rd.json"
+    code, text, err = run(["rd", f"kodak:{kodak}", "--size", "32x32", "--limit", "3", "-o", out, "--archs",
+                           "2x6,3x10", "--steps", "10", "--retrain-steps", "2", "--qualities", "30,90", "--codecs",
+                           "jpeg-opt,webp", "--protocol", "cap", "--caps", "400,900", "--preset", "compact",
+                           "--quiet"], capsys)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    compact, learned = doc["results"]["INR compact"], doc["results"]["INR compact, learned init"]
+    assert compact["arch"] == ["2x6", "3x10"] and compact["init"] == ["random", "random"]
+    assert learned["arch"] == ["3x10"] and learned["init"] == ["init-cifar10-3x10-32x32.safetensors"]
+    assert doc["settings"]["compact"]["preset"] == "compact" and doc["settings"]["compact"]["finetune_steps"] == 200
+    assert {("INR compact", "webp"), ("INR compact, learned init", "jpeg-opt")} <= {
+        (r["test"], r["anchor"]) for r in doc["bd"]}
+    assert "INR compact" in text  # in the per-cap table
+    # the same fit (same seed and settings) through the same path, saved: the bytes are the file's
+    images = load_source(f"kodak:{kodak}", (32, 32), limit=3).images
+    cfg = rd.RDConfig(archs=("3x10",), fit=FitConfig(steps=10, lr=1e-3), compact="compact")
+    arch = Arch.parse("3x10", 3)
+    fitted = fit(images, arch, cfg.fit, progress=False).params
+    stores = {name: store for name, _, store, _ in rd._compact_variants(images, arch, fitted, cfg, "cpu", False)}
+    for name, entry in (("INR compact", compact), ("INR compact, learned init", learned)):
+        file_bytes = INRSet(stores[name], arch, 32, 32).save(tmp_path / "c.rinr")
+        assert entry["bytes"][-1] == pytest.approx(file_bytes / 3, abs=1e-3), name
+        assert entry["bits"][-1] == stores[name].bits and torch.isfinite(torch.tensor(entry["psnr"])).all()
+
+
+def test_rd_unknown_preset_exits_2(tmp_path, kodak, capsys):
+    out = tmp_path / "x.json"
+    code, _, err = run(["rd", f"kodak:{kodak}", "--size", "16x16", "-o", out, "--preset", "tiny"], capsys)
+    assert code == 2 and "--preset" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def _legend(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_kodak_full_figure_labels_ours_quick_and_theirs_published(benchmark_script, tmp_path):
+    study = benchmark_script("rd_study")
+    doc = {"name": "kodak", "images": 1, "published": anchors.to_results("kodak", (512, 768)),
+           "results": {"INR 16-bit": {"bpp": [0.3], "bytes": [14745.6], "psnr": [24.0]},
+                       "webp": {"bpp": [0.2, 0.5], "bytes": [9830.4, 24576.0], "psnr": [28.0, 32.0]}}}
+    label = study.run_label("cpu", 1, 300)
+    assert label == "this CPU, quick: 1 image, 300 steps"
+    texts = _legend(study.kodak_figure(doc, label))
+    assert "INR 16-bit (this CPU, quick: 1 image, 300 steps)" in texts
+    assert {f"published: {name}" for name in anchors.CURVES["kodak"]} <= set(texts)
+    assert not any("published" in t and "this CPU" in t for t in texts)
+
+
+@pytest.mark.slow
+def test_kodak_full_quick_path_writes_json_and_figure(benchmark_script, tmp_path):
+    """`rd_study.py --kodak-full 1` on a stand-in 768x512 Kodak folder (a tiny SIREN, 2 steps):
+    the JSON holds the published Kodak curves apart from ours, and says how short the run was."""
+    root = tmp_path / "kodak"
+    root.mkdir()
+    ramp = np.linspace(0, 255, 768)[None, :] * np.ones((512, 1))
+    for i, name in enumerate(KODAK_FILES):
+        array = np.stack([ramp, ramp[:, ::-1] * 0.5 + 4 * i, ramp * 0.3], axis=2)
+        Image.fromarray(array.clip(0, 255).astype(np.uint8)).save(root / name)
+    study = benchmark_script("rd_study")
+    assert study.main(["--kodak", str(root), "--kodak-full", "1", "--full-steps", "2", "--full-arch", "2x4",
+                       "--no-compact", "--results", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "rd-study-kodak-full-cpu.json").read_text())
+    assert doc["run"]["label"] == "this CPU, quick: 1 image, 2 steps" and doc["run"]["converged"] is False
+    assert doc["run"]["gpu_command"] == study.GPU_COMMAND
+    assert set(doc["published"]) == {f"published: {name}" for name in anchors.CURVES["kodak"]}
+    assert all(e["description"] == "published" for e in doc["published"].values())
+    assert not any(name.startswith("published") for name in doc["results"])  # never mixed into ours
+    assert doc["results"]["INR 16-bit"]["arch"] == ["2x4"] and (tmp_path / "rd-study-kodak-full-cpu.png").is_file()

@@ -51,6 +51,9 @@ def add(sub):
     p.add_argument("--caps", default="320,480,640,900,1200", help="byte caps per image for --protocol cap")
     p.add_argument("--anchors", choices=["cifar10", "kodak"], default=None,
                    help="add the published curves of this dataset (only beside the same images)")
+    p.add_argument("--preset", default=None,
+                   help="compact: add the INR variants of `encode --preset compact` (on the shared fit, and from "
+                        "the learned init that ships for the arch and size, where one does)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
@@ -74,7 +77,8 @@ def run(args) -> int:
                    qualities=_ints(args.qualities, "--qualities"), downscale=_ints(args.downscale, "--downscale"),
                    lossless=None if args.lossless == "none" else args.lossless, finetune_steps=args.qat_steps,
                    codecs=tuple(c.strip() for c in args.codecs.split(",") if c.strip()), protocol=args.protocol,
-                   caps=tuple(float(c) for c in _ints(args.caps, "--caps")), anchors=args.anchors)
+                   caps=tuple(float(c) for c in _ints(args.caps, "--caps")), anchors=args.anchors,
+                   compact=args.preset)
     if args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     if args.qat_steps < 0:

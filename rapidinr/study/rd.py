@@ -7,7 +7,14 @@ For every architecture in the sweep one round-1 fit is shared by all INR variant
   (first and last layers float32, as the paper; "16-bit and 8-bit INR combines quantization
   and pruning together", Fig. 3); ``, 16-bit biases``: the hidden biases kept at 16 bits;
 - ``INR 8-bit all layers``: every layer at 8 bits (the COIN ablation's effect);
-- ``INR 8-bit layer-wise, unpruned`` / ``INR 8-bit all layers, unpruned``: quantization alone.
+- ``INR 8-bit layer-wise, unpruned`` / ``INR 8-bit all layers, unpruned``: quantization alone;
+- with ``compact="compact"``, the store of ``encode --preset compact`` (``rapidinr.codec.compact``:
+  every layer on its own set-wide grid, bits per layer by rate-distortion, quantization-aware
+  fine-tuning, ANS-coded): ``INR compact`` on the shared round-1 fit (random init), and
+  ``INR compact, learned init`` fitted from the learned init that ships for the architecture and
+  image size, codes relative to it (what ``encode --preset compact`` does where one ships; the
+  file pins the init by its sha256 and does not carry it). Archs without a shipped init have no
+  point on that curve.
 Bytes are each variant's real .rinr size (``fileformat.serialized_size``) divided by the image
 count. JPEG and downsampled JPEG are swept over qualities, and also matched to every INR
 variant's bytes per image (``matched``), all scored by the one PSNR.
@@ -39,8 +46,9 @@ from rapidinr.codec.store import DenseStore, PackedStore
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.core.results import results_document
-from rapidinr.encoding.compress import CompressConfig, compress, finetune_quantized
+from rapidinr.encoding.compress import CompressConfig, compress, finetune_quantized, preset
 from rapidinr.encoding.fit import fit
+from rapidinr.encoding.learned_init import fit_settings, resolve_init
 from rapidinr.study import anchors, baselines
 from rapidinr.study.bd import bd
 
@@ -66,8 +74,11 @@ class RDConfig:
     caps: tuple[float, ...] = (320, 480, 640, 900, 1200)  # bytes per image, for protocol "cap"
     codec_points: int = 13  # qualities per codec curve, for protocol "quality"
     anchors: str | None = None  # "cifar10" / "kodak": published curves beside ours (same dataset only)
+    compact: str | None = None  # "compact": add the variants of `encode --preset compact` (module doc)
 
     def __post_init__(self) -> None:
+        if self.compact is not None:
+            preset(self.compact)  # one line for an unknown preset
         if self.protocol not in PROTOCOLS:
             raise UserError(f"--protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if not self.caps or any(not (c > 0) for c in self.caps):
@@ -89,7 +100,8 @@ class RDConfig:
                 "qualities": list(self.qualities), "downscale": list(self.downscale),
                 "lossless": self.lossless, "finetune_steps": self.finetune_steps, "codecs": list(self.codecs),
                 "protocol": self.protocol, "caps": list(self.caps), "codec_points": self.codec_points,
-                "anchors": self.anchors}
+                "anchors": self.anchors,
+                "compact": {"preset": self.compact, **preset(self.compact).to_json()} if self.compact else None}
 
 
 def _entry(description: str) -> dict:
@@ -143,7 +155,34 @@ def _inr_variants(images, arch: Arch, cfg: RDConfig, device, progress: bool):
                 out.append((f"INR 8-bit {label} + QAT" + (" + zstd" if ll else ""),
                             f"pruned, 8-bit {layers}, {cfg.finetune_steps} QAT steps",
                             PackedStore.from_params(tuned, arch, 8, layers, ll, bias_bits)))
+    if cfg.compact:
+        out += _compact_variants(images, arch, fitted, cfg, device, progress)
     return out, rounds
+
+
+def _compact_variants(images, arch: Arch, fitted: torch.Tensor, cfg: RDConfig, device, progress: bool):
+    """(name, description, store, extra) of ``encode --preset <cfg.compact>`` on this architecture: on
+    the shared round-1 fit, and fitted from the learned init that ships for it (if one does)."""
+    _, _, h, w = images.shape
+    compact = CompressConfig(compact=preset(cfg.compact))
+    how = "every layer on its own set-wide grid, bits per layer by rate-distortion, QAT, ANS-coded"
+    store = compress(images, arch, cfg.fit, compact, device, init=fitted, progress=progress).store
+    out = [("INR compact", f"--preset {cfg.compact} on the round-1 fit (random init): {how}", store,
+            {"init": "random", "bits": store.bits})]
+    try:
+        learned = resolve_init("learned", arch, h, w)
+    except UserError:  # no learned init ships for this arch and size: no point on that curve
+        return out
+    # the study's steps at the init's recommended learning rate (chosen on held-out images)
+    fit_cfg = dataclasses.replace(cfg.fit, **fit_settings(learned, steps=cfg.fit.steps))
+    params = fit(images, arch, fit_cfg, device=device, init=learned.params, progress=progress).params
+    store = compress(images, arch, fit_cfg, compact, device, init=params, progress=progress,
+                     base=learned.params).store
+    name = learned.info.get("file", "learned init")
+    description = (f"--preset {cfg.compact} fitted from the shipped learned init (lr {fit_cfg.lr:g}), codes "
+                   f"relative to it (pinned by its sha256, not stored): {how}")
+    out.append(("INR compact, learned init", description, store, {"init": name, "bits": store.bits}))
+    return out
 
 
 def _dataset_of(source: str) -> str:
@@ -252,7 +291,7 @@ def sweep(images: torch.Tensor, cfg: RDConfig = RDConfig(), device="cpu", progre
     for arch_text in cfg.archs:
         arch = Arch.parse(arch_text, c)
         variants, rounds = _inr_variants(images, arch, cfg, device, progress)
-        for name, description, store in variants:
+        for name, description, store, *extra in variants:
             inrs = INRSet(store, arch, h, w)
             psnr = measure_weights(inrs.dense_params().cpu(), arch, images, device)
             inrs.psnr = psnr
@@ -260,7 +299,7 @@ def sweep(images: torch.Tensor, cfg: RDConfig = RDConfig(), device="cpu", progre
             bytes_per_image = info["bytes_per_image"]
             entry = results.setdefault(name, _entry(description))
             _add(entry, bytes_per_image, psnr, pixels, arch=arch.name, sparsity=info["sparsity"],
-                 device_bytes_per_image=round(info["device_bytes"] / n, 2))
+                 device_bytes_per_image=round(info["device_bytes"] / n, 2), **(extra[0] if extra else {}))
             jpeg = baselines.jpeg_at_budget(images, bytes_per_image)
             down = baselines.jpeg_downsampled_at_budget(images, bytes_per_image, cfg.downscale)
             matched.append({

@@ -23,6 +23,8 @@ STYLES = {
     "INR 16-bit": dict(marker="^", color="C2"),
     "INR 8-bit layer-wise": dict(marker="D", color="C3"),
     "INR 8-bit all layers": dict(marker="v", color="C4"),
+    "INR compact": dict(marker="*", color="darkorange", markersize=9),
+    "INR compact, learned init": dict(marker="*", color="magenta", markersize=11),
     "JPEG": dict(marker=".", color="k", linestyle="-"),
     "JPEG standard tables": dict(marker=".", color="0.5", linestyle=":"),
     ENVELOPE: dict(color="k", linewidth=6.0, alpha=0.2, marker="none", zorder=0),
@@ -62,9 +64,10 @@ def _style(name: str, n_points: int) -> dict:
 
 
 def plot_rd(results, x: str = "bytes", variants: list[str] | None = None, ax=None, title: str | None = None,
-            log_x: bool = False):
+            log_x: bool = False, label_suffix: str = ""):
     """Draw PSNR against bytes per image (or bpp) for every variant; returns the Figure. ``log_x``:
-    a log x axis with round tick labels, as ``rapidinr figures`` draws Fig. 3."""
+    a log x axis with round tick labels, as ``rapidinr figures`` draws Fig. 3. ``label_suffix``:
+    appended to the labels of our curves (not the published ones), e.g. how short the run was."""
     results = load_results(results)
     if ax is None:
         fig = Figure(figsize=(6.4, 4.4))
@@ -74,7 +77,7 @@ def plot_rd(results, x: str = "bytes", variants: list[str] | None = None, ax=Non
     for name, (xs, ys) in rd_curves(results, x).items():
         if variants is not None and name not in variants:
             continue
-        ax.plot(xs, ys, label=name, **_style(name, len(xs)))
+        ax.plot(xs, ys, label=name + label_suffix, **_style(name, len(xs)))
     for k, (name, entry) in enumerate((results.get("published") or {}).items()):
         if variants is not None and name not in variants and "published" not in variants:
             continue
@@ -99,7 +102,8 @@ QUICK_CODECS = ("jpeg", "jpeg-opt", "webp", "avif", "jp2")  # the quick figure's
 PAPER_FIG3 = ("the paper (Fig. 3, Mini-ImageNet, 102flowers, CIFAR-10; plotted values not in its text): "
               "mean pruning ratio 15% on CIFAR-10,\n25% on 102flowers and Mini-ImageNet; its 16-bit and 8-bit INRs "
               "are pruned too; PSNR grows about linearly with INR size")
-FIG3_VARIANTS = ("INR fp32", "INR pruned", "INR 16-bit", "INR 8-bit layer-wise", "INR 8-bit all layers", "JPEG")
+FIG3_VARIANTS = ("INR fp32", "INR pruned", "INR 16-bit", "INR 8-bit layer-wise", "INR 8-bit all layers", "INR compact",
+                 "INR compact, learned init", "JPEG")
 
 
 _SWEEPS: dict = {}  # (quick, seed, device) → the live sweep, shared by Fig. 3 and the standing figure
