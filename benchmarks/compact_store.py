@@ -2,10 +2,10 @@
 
 Images: ``--size`` (32 or 64) square crops of Kodak photos (../shared/data/kodak; ``--photos
 A-B``, default 17-24: the photos no shipped init saw, the Kodak inits being meta-learned on
-crops of kodim01..16), each photo first shrunk 4× (bicubic, ``kodak/4@A-B`` of
+crops of kodim01..16, the CIFAR-10 ones on no Kodak photo), each photo first shrunk 4× (bicubic, ``kodak/4@A-B`` of
 rapidinr.sources), crops at random positions (seed 0). Every fit: ``--steps`` Adam steps (lr
 1e-3 from the random SIREN init; from a learned init, its recommended rate). The learned inits:
-``--inits`` (first: the preset's own, default kodak; others measured beside it), the shipped
+``--inits`` (first: the one the preset picks, CIFAR-10; others measured beside it), the shipped
 data/init-<data>-<arch>-<size>x<size> files; where none ships for an arch and size, its rows
 say "no init at this size".
 
@@ -146,7 +146,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, choices=(32, 64), default=32, help="crop side in pixels (32 or 64)")
     parser.add_argument("--photos", default="17-24", help="the Kodak photos the crops come from, A-B "
                         "(default 17-24: no shipped init saw them)")
-    parser.add_argument("--inits", default="kodak,cifar10", help="learned-init families, the preset's own first "
+    parser.add_argument("--inits", default="cifar10,kodak", help="learned-init families, the preset's own first "
                         "(data/init-<family>-<arch>-<size>x<size>.safetensors)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--qat", type=int, default=200, help="quantization-aware fine-tuning steps")
