@@ -3,8 +3,13 @@
 The learned init (``rapidinr meta-init``: Reptile, ``rapidinr/meta.py``; its recommended fit rate
 and schedule chosen on held-out *training* images, ``rapidinr/init_tuning.py``) never saw the
 images measured here: the embedded Fashion-MNIST test split (``--source default``, at 28×28 or
-``--size 32x32``), or photo crops at other positions (``--source samples-crops``: the init is
-meta-learned here from crops of seed 0 and measured on crops of seed 1).
+``--size 32x32``), photo crops at other positions (``--source samples-crops``: the init is
+meta-learned here from crops of seed 0 and measured on crops of seed 1: other positions of the
+same nine photos), or 32×32 crops of Kodak photos the init never saw (``--source kodak``: crops
+of kodim17..kodim24 shrunk 4×; the shipped ``data/init-kodak-3x15-32x32`` was meta-learned on
+crops of kodim01..kodim16). ``--compare-init FILE`` measures a second init on the same images
+against the same random reference (``--source kodak``: by default the CIFAR-10 init, to choose
+the one the compact preset uses for photo crops).
 
 For each held-back image i, in one run:
 - random init, the reference: R_i = its PSNR after 2000 steps at lr 1e-3 (the encoder's defaults);
@@ -18,6 +23,7 @@ For each held-back image i, in one run:
     python benchmarks/learned_init.py                      # shipped 28x28 init, 128 test images
     python benchmarks/learned_init.py --size 32x32         # shipped 32x32 init (the issue's size)
     python benchmarks/learned_init.py --source samples-crops --images 32
+    python benchmarks/learned_init.py --source kodak --images 64  # held-out Kodak photos, both RGB inits
     python benchmarks/learned_init.py --quick              # a smoke test (tests/test_meta.py runs it)
 
 Writes benchmarks/results/learned_init-<source>-<size>-cpu.json.
@@ -42,6 +48,20 @@ from rapidinr.sources.datasets import load_default, load_sample_crops, load_sour
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parent.parent / "data"
+# ../shared/data/kodak from the project root (or from the folder above, for a git worktree)
+KODAK = next((d for d in (Path(__file__).resolve().parents[k] / "shared" / "data" / "kodak" for k in (2, 3))
+              if d.is_dir()), Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")
+KODAK_HELD_OUT = "17-24"  # photos no shipped init saw (init-kodak-*: kodim01..16; init-cifar10-*: none)
+
+
+def shipped_rgb_init(args, arch_text, data_name):
+    """(images' arch, params, recommended fit, description) of ``--init`` or the shipped
+    ``init-<data_name>-<arch>-32x32`` init, checked against 32×32 RGB."""
+    arch = Arch.parse(arch_text, 3)
+    path = Path(args.init) if args.init else DATA / f"init-{data_name}-{arch_text}-32x32.safetensors"
+    learned = load_init(path)
+    learned.check_fits(arch, 32, 32, path)
+    return arch, learned.params, learned.info.get("fit"), f"{path.name}: {learned.info.get('command')}"
 
 
 def held_back_and_init(args, arch_text):
@@ -62,6 +82,9 @@ def held_back_and_init(args, arch_text):
         learned = load_init(path)
         learned.check_fits(arch, *size, path)
         return test, arch, learned.params, learned.info.get("fit"), f"{path.name}: {learned.info.get('command')}", None
+    if args.source == "kodak":
+        test = load_source(f"kodak/4@{KODAK_HELD_OUT}:{args.kodak}", (32, 32), limit=args.images, seed=1).images
+        return (test, *shipped_rgb_init(args, arch_text, "kodak"), None)
     test = load_sample_crops(args.images, (32, 32), seed=1).images  # other positions than the training crops
     arch = Arch.parse(arch_text, 3)
     train = load_sample_crops(512 + 32, (32, 32), seed=0).images
@@ -74,7 +97,10 @@ def held_back_and_init(args, arch_text):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", choices=["default", "samples-crops"], default="default")
+    parser.add_argument("--source", choices=["default", "samples-crops", "kodak"], default="default")
+    parser.add_argument("--kodak", default=str(KODAK), help="the Kodak folder (kodim01..24.png), --source kodak")
+    parser.add_argument("--compare-init", help="a second learned-init file measured beside the first on the same "
+                        "images (--source kodak default: data/init-cifar10-ARCH-32x32.safetensors; 'none': no second)")
     parser.add_argument("--size", default="28x28", help="default source: 28x28 or 32x32 (a shipped init each)")
     parser.add_argument("--init", help="a learned-init file (default: the shipped init for --source default)")
     parser.add_argument("--images", type=int, default=128, help="held-back images measured")
@@ -92,8 +118,14 @@ def main(argv=None) -> dict:
         args.images, args.steps, args.outer_steps, args.check_every = 8, 100, 10, 5
     torch.set_num_threads(args.threads)
     size_name = args.size if args.source == "default" else "32x32"
+    if args.source == "kodak" and not Path(args.kodak).is_dir():
+        raise SystemExit(f"learned_init: no Kodak folder at {args.kodak} (pass --kodak DIR)")
     out = args.out or RESULTS / f"learned_init-{args.source}-{size_name}-cpu.json"
 
+    if args.source == "kodak" and args.compare_init is None:
+        args.compare_init = str(DATA / f"init-cifar10-{args.arch}-32x32.safetensors")
+    if args.compare_init == "none":
+        args.compare_init = None
     held_back, arch, init, rec, init_from, meta_seconds = held_back_and_init(args, args.arch)
     if rec is None:
         raise SystemExit("the init has no recommended fit (made with --validate 0); pass --learned-lr")
@@ -126,6 +158,7 @@ def main(argv=None) -> dict:
 
     # end to end: stop each image at the median R_i; random at its defaults, learned as recommended
     target = float(targets.median())
+    compared = compare_init(args, held_back, arch, reference, targets, rand_steps, n) if args.compare_init else None
     rand_stop, rand_wall, rand_cpu = timed(lambda: fit(held_back, arch, replace(reference, target_psnr=target),
                                                         progress=False))
     learn_stop, learn_wall, learn_cpu = timed(lambda: fit(held_back, arch, replace(rec_cfg, target_psnr=target),
@@ -162,7 +195,9 @@ def main(argv=None) -> dict:
                 "learned_lr_same_schedule": learned_lr, "recommended": {"lr": rec["lr"], "steps": rec["steps"]},
                 "check_every": args.check_every, "threads": torch.get_num_threads(), "init": init_from,
                 "meta_seconds": meta_seconds,
-                "held_back": f"default:test[:{n}]" if args.source == "default" else "load_sample_crops(seed=1)"}
+                "held_back": {"default": f"default:test[:{n}]", "samples-crops": "load_sample_crops(seed=1)",
+                              "kodak": f"kodak/4@{KODAK_HELD_OUT}:KODAK crops 32x32, seed 1"}[args.source],
+                "compare_init": Path(args.compare_init).name if args.compare_init else None}
     results = {
         "targets_mean_db": float(targets.mean()), "target_end_to_end_db": target,
         "steps_to_target": {"random": summary(rand_steps), "learned_same_schedule": summary(same_steps),
@@ -179,10 +214,40 @@ def main(argv=None) -> dict:
                        "speedup_cpu": rand_cpu / learn_cpu, "speedup_wall": rand_wall / learn_wall,
                        "reached_per_cpu_s_ratio": (learn_ok / learn_cpu) / max(rand_ok / rand_cpu, 1e-9)},
     }
+    if compared is not None:
+        results["compare_init"] = compared
+        print(f"second init, same images and reference ({compared['init']}):")
+        for name in ("same_schedule", "recommended"):
+            c = compared[name]
+            print(f"  {name:<15} lr {c['lr']:g}, {c['steps']} steps: median {c['steps_to_target']['median']:.0f} steps "
+                  f"to R_i, {c['steps_to_target']['reached']}/{n} reach it, final PSNR {c['final_psnr']:.2f} dB "
+                  f"({c['final_psnr_8bit_hidden']:.2f} with 8-bit hidden layers), refits {c['refits']}")
     path = write_results(out, results_document("learned_init", "learned (Reptile) vs random SIREN init "
                                                "on held-back images", settings, results))
     print(f"wrote {path}")
     return results
+
+
+def compare_init(args, held_back, arch, reference, targets, rand_steps, n) -> dict:
+    """A second init on the same held-back images and random reference: steps to R_i and final
+    PSNR (fp32 and with 8-bit hidden layers), on the 2000-step schedule at its recommended rate
+    and on its recommended (lr, steps)."""
+    path = Path(args.compare_init)
+    learned = load_init(path)
+    learned.check_fits(arch, held_back.shape[2], held_back.shape[3], path)
+    rec = learned.recommended_fit or {"lr": reference.lr, "steps": reference.steps}
+    out = {"init": path.name, "command": learned.info.get("command")}
+    for name, cfg in (("same_schedule", replace(reference, lr=rec["lr"])),
+                      ("recommended", replace(reference, lr=rec["lr"], steps=rec["steps"]))):
+        result, trace = traced_fit(held_back, arch, cfg, learned.params)
+        steps = steps_to_reach(trace, targets)
+        median = float(steps.median())
+        out[name] = {"lr": cfg.lr, "steps": cfg.steps, "refits": result.refits,
+                     "steps_to_target": {"median": median, "reached": int(torch.isfinite(steps).sum()),
+                                         "ratio_to_random_median": float(rand_steps.median()) / median},
+                     "final_psnr": float(measure_weights(result.params, arch, held_back).mean()),
+                     "final_psnr_8bit_hidden": float(stored_psnr(held_back, result.params, arch).mean())}
+    return out
 
 
 if __name__ == "__main__":

@@ -54,9 +54,30 @@ def test_init_relative_decode_equals_the_dense_decode(tmp_path):
     assert (relative.dense() - params).abs().max() < (absolute.dense() - params).abs().max()
 
 
-def test_init_pinned_by_hash_to_a_shipped_init(tmp_path):
-    shipped = [load_init(p) for p in shipped_inits()]
-    learned = next(i for i in shipped if i.arch.channels == 3)
+# Every shipped init's weights, by file: a compact .rinr pins its init by this hash, so a shipped
+# init must never change or go (a file pinned to it could no longer be decoded). Add, never edit.
+SHIPPED_INIT_SHA256 = {
+    "init-cifar10-3x10-32x32.safetensors": "9249afed68fc12ed6e439ccdd0042b0ff34a613f29c92bea527a386d4d25d02e",
+    "init-cifar10-3x15-32x32.safetensors": "f7f0eaadfe0b62e5b6ca83d954122b7550868b1461b21a93b77d50a611a13767",
+    "init-cifar10-3x20-32x32.safetensors": "6acba43eb3807ddab5e8cdae8809614d8ba99999bcd1f90b0fbefbed0113a36e",
+    "init-cifar10-3x25-32x32.safetensors": "a3b397ab2ff1c36e2a11ab14175514a8ce56e05e9e76e2c07465a2b749053607",
+    "init-default-3x15-28x28.safetensors": "d52c47aa2f0eeaadba0cfe99804b844eb89913f5fd55613a1494a3ae6e49baf5",
+    "init-default-3x15-32x32.safetensors": "bb445fcefc9834353c68a73f943706d516c138350f903332c6bcbd66c5c9f85d",
+    "init-kodak-3x10-32x32.safetensors": "e7bed2b5788be322a8a22efa24d24918cc0d729456ddf23213ad300401a1778e",
+    "init-kodak-3x15-32x32.safetensors": "b8247417201248f777386cb66bfeb15a19c04e7eabe4542c5656249c9840c377",
+    "init-kodak-3x20-32x32.safetensors": "d8474425e01031451309145bf367f55f305c1ad45957c050262f81d60652f7b6",
+    "init-kodak-3x25-32x32.safetensors": "27f35d3aea1b45fe19325a1fd35fe7e89f0dbe215edceea9a91d30fda3342c2c",
+}
+
+
+def test_shipped_inits_never_change_or_go():
+    shipped = {p.name: load_init(p).sha256 for p in shipped_inits()}
+    assert {name: shipped.get(name) for name in SHIPPED_INIT_SHA256} == SHIPPED_INIT_SHA256
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED_INIT_SHA256 if "-default-" not in n])
+def test_init_pinned_by_hash_to_a_shipped_init(tmp_path, name):
+    learned = next(load_init(p) for p in shipped_inits() if p.name == name)
     arch = learned.arch
     params = learned.params + 0.02 * torch.randn(4, arch.n_params, generator=torch.Generator().manual_seed(1))
     store = CompactStore.from_params(params, arch, 8, init=learned.params, store_init=False)

@@ -98,6 +98,35 @@ def test_resolve_init_random_learned_and_errors(tmp_path):
         resolve_init(str(tmp_path / "missing.safetensors"), gray, 28, 28)
 
 
+def test_learned_picks_the_cifar10_rgb_init_and_learned_data_picks_by_training_data():
+    rgb = Arch.parse("3x15", 3)  # CIFAR-10's init measured better on held-out Kodak photos (data/INIT.md)
+    assert resolve_init("learned", rgb, 32, 32).info["file"] == "init-cifar10-3x15-32x32.safetensors"
+    assert resolve_init("learned:kodak", rgb, 32, 32).info["file"] == "init-kodak-3x15-32x32.safetensors"
+    assert resolve_init("learned:cifar10", rgb, 32, 32).info["file"] == "init-cifar10-3x15-32x32.safetensors"
+    assert resolve_init("learned:default", Arch.parse("3x15", 1), 28, 28).info["file"] == \
+        "init-default-3x15-28x28.safetensors"
+    with pytest.raises(UserError, match=r"--init learned:imagenet: no learned init from 'imagenet' ships; "
+                                        r"learned:DATA takes one of cifar10, default, kodak"):
+        resolve_init("learned:imagenet", rgb, 32, 32)
+    with pytest.raises(UserError, match=r"--init learned:kodak: no learned init ships for arch 3x15 at 28x28"):
+        resolve_init("learned:kodak", rgb, 28, 28)
+
+
+def test_kodak_init_trained_on_photos_1_to_16_only():
+    init = resolve_init("learned:kodak", Arch.parse("3x15", 3), 32, 32)
+    assert init.info["source"].startswith("kodak/4@1-16-crops:32x32:")  # kodim17..24 stay unseen: the test photos
+    assert init.info["command"].startswith("rapidinr meta-init kodak/4@1-16:")
+    assert init.info["fit"]["held_out"].startswith("the last 32 images of kodak/4@1-16-crops")
+
+
+def test_unknown_learned_data_from_the_cli_is_one_line_exit_2(tmp_path, capsys):
+    out = tmp_path / "x.rinr"
+    assert main(["encode", "samples-crops", "--limit", "2", "-o", str(out), "--steps", "5", "--quiet",
+                 "--init", "learned:imagenet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "learned:imagenet" in err and not out.exists()
+
+
 @pytest.mark.parametrize("size", [28, 32])
 def test_shipped_default_inits_have_their_command_and_fit_and_beat_random_on_test_images(size):
     names = [p.name for p in shipped_inits()]
@@ -235,6 +264,25 @@ def test_learned_init_benchmark_runs_in_its_quick_mode(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert set(results["steps_to_target"]) == {"random", "learned_same_schedule", "learned_recommended"}
     assert results["end_to_end"]["random"]["reached"] >= 1 and "x fewer" in done.stdout
+
+
+@pytest.mark.slow
+def test_learned_init_benchmark_on_held_out_kodak_photos_compares_both_rgb_inits(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "learned_init.py"
+    kodak = next((d for d in (Path(__file__).resolve().parents[k] / "shared" / "data" / "kodak" for k in (2, 3))
+                  if d.is_dir()), None)
+    if kodak is None:
+        pytest.skip("no ../shared/data/kodak")
+    out = tmp_path / "li.json"
+    done = subprocess.run([sys.executable, str(script), "--source", "kodak", "--kodak", str(kodak), "--quick",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["held_back"].startswith("kodak/4@17-24")  # photos the Kodak init never saw
+    assert doc["settings"]["init"].startswith("init-kodak-3x15-32x32")
+    compared = doc["results"]["compare_init"]
+    assert compared["init"] == "init-cifar10-3x15-32x32.safetensors"
+    assert set(compared) >= {"same_schedule", "recommended"} and compared["same_schedule"]["final_psnr"] > 20
 
 
 def test_cli_meta_init_bad_inputs(tmp_path, capsys):

@@ -95,3 +95,40 @@ def test_sample_crops_larger_than_a_shrunk_photo_come_from_full_resolution():
     assert big.images.shape == (9, 3, 128, 128) and big.images.float().std() > 10
     with pytest.raises(UserError, match="crop size 301x301 is larger than the smallest sample photo"):
         load_sample_crops(2, (301, 301))
+
+
+@pytest.fixture(scope="module")
+def small_kodak(tmp_path_factory):
+    """A stand-in Kodak folder: 24 small RGB PNGs named as the set, photo i filled with value i."""
+    from rapidinr.sources.datasets import KODAK_FILES
+
+    root = tmp_path_factory.mktemp("kodak")
+    for i, name in enumerate(KODAK_FILES, start=1):
+        Image.fromarray(np.full((24, 36, 3), i, np.uint8)).save(root / name)
+    return root
+
+
+def test_kodak_photo_range_reads_only_those_photos(small_kodak):
+    held_out = load_source(f"kodak@17-24:{small_kodak}")
+    assert held_out.names == [f"kodim{i}.png" for i in range(17, 25)]
+    assert held_out.images[:, 0, 0, 0].tolist() == list(range(17, 25)) and held_out.source.startswith("kodak@17-24:")
+    crops = load_source(f"kodak/2@1-16:{small_kodak}", (8, 8), limit=40, seed=1)
+    assert crops.images.shape == (40, 3, 8, 8) and crops.source.startswith("kodak/2@1-16-crops:8x8")
+    assert set(crops.images[:, 0, 0, 0].tolist()) == set(range(1, 17))  # every training photo, none held out
+    assert {n.split("@")[0] for n in crops.names} == {f"kodim{i:02d}.png" for i in range(1, 17)}
+    assert load_source(f"kodak@5-5:{small_kodak}").names == ["kodim05.png"]
+
+
+@pytest.mark.parametrize("spec", ["kodak@0-3", "kodak@3-2", "kodak@1-25", "kodak@1", "kodak@a-b", "kodak/2@-4"])
+def test_bad_kodak_photo_range_is_one_line(small_kodak, spec):
+    with pytest.raises(UserError, match=r"photo range must be A-B with 1 <= A <= B <= 24"):
+        load_source(f"{spec}:{small_kodak}")
+
+
+def test_bad_kodak_photo_range_from_the_cli_exits_2(small_kodak, tmp_path, capsys):
+    from rapidinr.cli import main
+
+    out = tmp_path / "x.rinr"
+    assert main(["encode", f"kodak@9-30:{small_kodak}", "--size", "8x8", "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "kodak@9-30" in err and not out.exists()

@@ -22,8 +22,8 @@ from rapidinr.sources.datasets import load_source, parse_size
 def add(sub):
     p = sub.add_parser("encode", help="fit one SIREN per image and write a .rinr file")
     p.add_argument("source", help="a folder of images or a named source (default, samples, "
-                   "samples-crops, kodak:DIR, cifar10-folder:DIR, cifar10:ROOT, flowers102:ROOT, fashion-mnist:ROOT, "
-                   "imagefolder:ROOT)")
+                   "samples-crops, kodak:DIR, kodak/F@A-B:DIR (photos kodimA..kodimB shrunk F times), "
+                   "cifar10-folder:DIR, cifar10:ROOT, flowers102:ROOT, fashion-mnist:ROOT, imagefolder:ROOT)")
     p.add_argument("-o", "--output", required=True, help="the .rinr file to write")
     p.add_argument("--arch", default="3x15", help="LAYERSxHIDDEN, e.g. 3x15 (default)")
     p.add_argument("--w0", type=float, default=30.0, help="SIREN frequency (default 30)")
@@ -198,14 +198,17 @@ def add_init_option(p) -> None:
     p.add_argument("--init", default=None,
                    help="where every image's fit starts: random (SIREN init, default; under --preset compact: "
                    "the learned init that ships for this arch and size, where one does), learned (the "
-                   "init that ships for this arch and size, e.g. the default dataset's 3x15 at 28x28), "
-                   "or a file made by `rapidinr meta-init`")
+                   "init that ships for this arch and size, e.g. the default dataset's 3x15 at 28x28; for "
+                   "32x32 RGB the CIFAR-10 one, which measured best on photo crops too), learned:DATA (the "
+                   "one meta-learned on DATA: cifar10, kodak or default; see data/INIT.md), or a file made "
+                   "by `rapidinr meta-init`")
 
 
 def check_init_option(args) -> None:
     spec = args.init
-    if spec not in (None, "random", "learned") and not Path(spec).is_file():
-        raise UserError(f"--init: expected learned, random or a learned-init file, got {spec!r} (no such file)")
+    if spec not in (None, "random", "learned") and not spec.startswith("learned:") and not Path(spec).is_file():
+        raise UserError(f"--init: expected learned, learned:DATA, random or a learned-init file, got {spec!r} "
+                        "(no such file)")
 
 
 def recommended_config(args, cfg, init):

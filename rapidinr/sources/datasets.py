@@ -11,6 +11,8 @@ Named sources (``NAME`` or ``NAME:ROOT``):
   (downloaded only when ``download=True``);
 - ``kodak:DIR`` / ``kodak/F:DIR``: the 24 Kodak photos (kodim01..24.png, RGB), downscaled F×
   first; with ``size``, ``limit`` random crops of that size (seeded), else the photos themselves;
+  ``kodak@A-B:DIR`` / ``kodak/F@A-B:DIR``: only photos kodimA..kodimB (e.g. a learned init trained
+  on ``@1-16`` and measured on ``@17-24``, photos it never saw);
 - ``cifar10-folder:DIR``: CIFAR-10 as files, ``DIR/{train,test}/<class>/*.jpg``, labelled by class;
 - ``imagefolder:ROOT`` or a plain path: a folder of images, classes from first-level subfolders.
 """
@@ -164,14 +166,26 @@ def load_sample_crops(count: int = 256, size=(32, 32), seed: int = 0, downscale:
     return ImageSet(torch.from_numpy(np.stack(crops)), None, [], names, f"samples-crops:{size[0]}x{size[1]}")
 
 
-def load_kodak(root: Path, size=None, downscale: int = 1, count: int | None = None, seed: int = 0) -> ImageSet:
-    """The Kodak set from ``root`` (all 24 files, RGB), each first shrunk ``downscale``× (bicubic);
-    with ``size``, ``count`` random crops of that size (photos taken in turn), else the photos
-    (mixed orientations: 512×768 ones are rotated to 768 wide, so they stack)."""
+def parse_photo_range(text: str) -> tuple[int, int]:
+    """``A-B`` (1 <= A <= B <= 24) → (A, B): the Kodak photos kodimA..kodimB, both included."""
+    first, dash, last = text.partition("-")
+    if not (dash and first.isdigit() and last.isdigit() and 1 <= int(first) <= int(last) <= len(KODAK_FILES)):
+        raise UserError(f"kodak@{text}: the photo range must be A-B with 1 <= A <= B <= {len(KODAK_FILES)} "
+                        "(e.g. kodak/4@1-16:DIR for kodim01..kodim16)")
+    return int(first), int(last)
+
+
+def load_kodak(root: Path, size=None, downscale: int = 1, count: int | None = None, seed: int = 0,
+               photos: tuple[int, int] = (1, len(KODAK_FILES))) -> ImageSet:
+    """The Kodak set from ``root`` (files kodim``photos[0]``..kodim``photos[1]``, RGB; default all
+    24), each first shrunk ``downscale``× (bicubic); with ``size``, ``count`` random crops of that
+    size (photos taken in turn), else the photos (mixed orientations: 512×768 ones are rotated to
+    768 wide, so they stack)."""
     if not root.is_dir():
         raise UserError(f"{root}: no such folder (the Kodak set: kodim01..kodim24.png)")
+    files = KODAK_FILES[photos[0] - 1 : photos[1]]
     photos = []
-    for name in KODAK_FILES:
+    for name in files:
         path = root / name
         if not path.is_file():
             raise UserError(f"{path}: missing (a Kodak folder holds kodim01..kodim24.png)")
@@ -183,10 +197,11 @@ def load_kodak(root: Path, size=None, downscale: int = 1, count: int | None = No
             if downscale > 1:
                 image = image.resize((image.width // downscale, image.height // downscale), Image.Resampling.BICUBIC)
             photos.append((name, np.asarray(image.convert("RGB"))))
-    tag = f"kodak/{downscale}" if downscale > 1 else "kodak"
+    tag = (f"kodak/{downscale}" if downscale > 1 else "kodak") + (
+        "" if len(files) == len(KODAK_FILES) else f"@{files[0][5:7].lstrip('0')}-{files[-1][5:7].lstrip('0')}")
     if size is None:
         arrays = [a.transpose(2, 0, 1) for _, a in photos]
-        return ImageSet(torch.from_numpy(np.stack(arrays)), None, [], list(KODAK_FILES), f"{tag}:{root}")
+        return ImageSet(torch.from_numpy(np.stack(arrays)), None, [], list(files), f"{tag}:{root}")
     rng = np.random.default_rng(seed)
     crops, names = [], []
     for i in range(count or len(photos)):
@@ -298,11 +313,14 @@ def load_source(spec: str, size=None, split: str = "train", download: bool = Fal
         if not rest:
             raise UserError(f"source {spec!r}: give the dataset's root folder, {name}:ROOT")
         out = load_torchvision(name, Path(rest), split, size, download, limit)
-    elif name == "kodak" or name.startswith("kodak/"):
+    elif name.partition("@")[0] == "kodak" or name.startswith("kodak/"):
+        name, _, photo_range = name.partition("@")
         factor = name.partition("/")[2] or "1"
         if not rest or not factor.isdigit() or int(factor) < 1:
-            raise UserError(f"source {spec!r}: use kodak:DIR or kodak/F:DIR (F: a downscale factor >= 1)")
-        out = load_kodak(Path(rest), size, int(factor), limit, seed)
+            raise UserError(f"source {spec!r}: use kodak:DIR, kodak/F:DIR or kodak/F@A-B:DIR (F: a downscale "
+                            "factor >= 1; A-B: photos kodimA..kodimB)")
+        photos = parse_photo_range(photo_range) if photo_range else (1, len(KODAK_FILES))
+        out = load_kodak(Path(rest), size, int(factor), limit, seed, photos)
     elif name == "cifar10-folder":
         if not rest:
             raise UserError(f"source {spec!r}: give the folder, cifar10-folder:DIR (holding train/ and test/)")
