@@ -1,0 +1,26 @@
+"""The README's result tables are the committed results JSON, printed by benchmarks/readme_tables.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.parametrize("name", ["rd-32", "compact-32"])
+def test_readme_tables_equal_what_the_committed_results_print(benchmark_script, capsys, name):
+    module = benchmark_script("readme_tables")
+    assert module.main([name]) == 0
+    table = capsys.readouterr().out.split("\n\n")[1].strip()  # after the "### name (file)" line
+    assert table.startswith("| ") and table.count("\n") >= 5
+    assert table in README.read_text(), f"README's {name} table differs from `python benchmarks/readme_tables.py {name}`"
+
+
+def test_an_inr_row_shows_its_largest_network_within_the_cap(benchmark_script):
+    module = benchmark_script("readme_tables")
+    entry = {"bytes": [300.0, 600.0, 900.0], "psnr": [30.0, 33.0, 36.0]}
+    assert [module._cell(entry, k, cap) for k, cap in enumerate([200, 640, 1200])] == ["–", "33.00 (600)",
+                                                                                          "36.00 (900)"]
+    codec = {"cap": [320, 640], "psnr": [None, 35.5], "bytes": [None, 612.4]}
+    assert [module._cell(codec, k, cap) for k, cap in enumerate([320, 640])] == ["unmet", "35.50 (612)"]
