@@ -248,7 +248,7 @@ class INRSet:
     def save(self, path: str | Path) -> int:
         """Write the set to ``path`` (atomically); returns the file's size in bytes."""
         check_labels(self.labels, self.class_names, len(self))  # what load refuses is never saved
-        if not bool(torch.isfinite(self.dense_params()).all()):  # the reader would refuse it: refuse it here
+        if not self.store.all_finite():  # the reader would refuse it: refuse it here (no dense copy of the set)
             raise UserError(f"{path}: refusing to save a set whose weights contain NaN or infinity")
         self.file_bytes = fileformat.write(path, self.header(), self.tensors())
         self.file_version = fileformat.FORMAT_VERSION

@@ -43,6 +43,16 @@ class DenseStore:
         """float32 weights of the images at ``indices`` (B,) → (B, P)."""
         return self.params.index_select(0, indices)
 
+    def with_rows(self, n: int) -> "DenseStore":
+        """An empty store of ``n`` rows shaped like this one, for :meth:`put_rows` to fill chunk by chunk."""
+        return DenseStore(torch.zeros(n, self.params.shape[1]))
+
+    def put_rows(self, first: int, part: "DenseStore") -> None:
+        self.params[first : first + len(part)] = part.params
+
+    def all_finite(self) -> bool:
+        return bool(torch.isfinite(self.params).all())
+
     def dense(self) -> torch.Tensor:
         return self.params
 
@@ -172,6 +182,30 @@ class PackedStore:
 
     def dense(self) -> torch.Tensor:
         return self.gather(torch.arange(len(self), device=self.device))
+
+    def parts(self) -> dict[str, torch.Tensor]:
+        """The row-aligned tensors this store is made of (a checkpointed chunk saves them)."""
+        return {"codes": self.codes, "wide": self.wide, "scales": self.scales, "full": self.full}
+
+    def with_rows(self, n: int) -> "PackedStore":
+        """An empty store of ``n`` rows laid out like this one, for :meth:`put_rows` to fill chunk by chunk
+        (one allocation of the set's compact form; no float copy of the whole set)."""
+        empty = {k: torch.zeros(n, *v.shape[1:], dtype=v.dtype) for k, v in self.parts().items()}
+        return self.like(empty)
+
+    def like(self, parts: dict[str, torch.Tensor]) -> "PackedStore":
+        """A store of ``parts`` (as :meth:`parts` names them) with this store's layout and lossless stage."""
+        return PackedStore(parts["codes"], parts["wide"], parts["scales"], parts["full"], self.arch, self.layout.bits,
+                           self.layout.layers, self.layout.bias_bits, self.lossless)
+
+    def put_rows(self, first: int, part: "PackedStore") -> None:
+        for name, rows in part.parts().items():
+            getattr(self, name)[first : first + len(part)] = rows
+        self._packed = None
+
+    def all_finite(self) -> bool:
+        """Whether every weight decodes finite (the largest code on each scale bounds them; no dense copy)."""
+        return bool(torch.isfinite(self.scales * (2**15 - 1)).all() and torch.isfinite(self.full).all())
 
     def _nonzero(self) -> torch.Tensor:
         """bool (N, P): which parameters are not zero."""
