@@ -250,14 +250,18 @@ class INRSet:
         check_labels(self.labels, self.class_names, len(self))  # what load refuses is never saved
         if not self.store.all_finite():  # the reader would refuse it: refuse it here (no dense copy of the set)
             raise UserError(f"{path}: refusing to save a set whose weights contain NaN or infinity")
-        self.file_bytes = fileformat.write(path, self.header(), self.tensors())
+        tensors = self.tensors()  # first: the store packs once, and the header reads what that packing chose
+        self.file_bytes = fileformat.write(path, self.header(), tensors)
         self.file_version = fileformat.FORMAT_VERSION
         return self.file_bytes
 
     def info(self) -> dict:
         """The facts ``rapidinr info --json`` reports (bytes from the file where there is one)."""
-        file_bytes = self.file_bytes if self.file_bytes is not None else fileformat.serialized_size(
-            self.header(), self.tensors())
+        if self.file_bytes is not None:
+            file_bytes = self.file_bytes
+        else:
+            tensors = self.tensors()  # before the header, as in save: one packing
+            file_bytes = fileformat.serialized_size(self.header(), tensors)
         head = self.store.header()
         finite = self.psnr[torch.isfinite(self.psnr)]
         return {

@@ -16,6 +16,16 @@ from rapidinr.core.config import Arch
 from rapidinr.core.errors import UserError
 
 
+FINITE_BLOCK = 1 << 16  # elements checked at once by all_finite
+
+
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether every element of a float tensor is finite, a block at a time: ``torch.isfinite`` of
+    the whole tensor builds a float copy (its ``abs``) and a bool mask of all of it."""
+    flat = values.reshape(-1)
+    return all(bool(torch.isfinite(flat[i : i + FINITE_BLOCK]).all()) for i in range(0, flat.numel(), FINITE_BLOCK))
+
+
 class DenseStore:
     """Weights as one float32 (N, P) matrix."""
 
@@ -51,13 +61,14 @@ class DenseStore:
         self.params[first : first + len(part)] = part.params
 
     def all_finite(self) -> bool:
-        return bool(torch.isfinite(self.params).all())
+        return all_finite(self.params)
 
     def dense(self) -> torch.Tensor:
         return self.params
 
     def sparsity(self) -> float:
-        return float((self.params == 0).float().mean()) if self.params.numel() else 0.0
+        total = self.params.numel()  # count_nonzero over the whole tensor: no (N, P) temporary
+        return (total - int(torch.count_nonzero(self.params))) / total if total else 0.0
 
     def header(self) -> dict:
         return {"param_encoding": self.encoding, "quant_bits": 32, "quant_layers": "none",
@@ -71,7 +82,7 @@ class DenseStore:
         params = tensors.get("params")
         if params is None or params.dtype != torch.float32 or tuple(params.shape) != (n, p):
             raise UserError(f"{path}: weights missing or not float32 ({n}, {p})")
-        if not torch.isfinite(params).all():
+        if not all_finite(params):
             raise UserError(f"{path}: weights contain NaN or infinity")
         return cls(params)
 
@@ -141,7 +152,7 @@ class PackedStore:
         self.wide = wide  # (N, R) int16: biases kept at 16 bits beside 8-bit weights (else empty)
         self.scales = scales.float()  # (N, S) float32
         self.full = full.float()  # (N, F) float32
-        self._packed = None
+        self._head = None  # the header fields of the last packing (its mask coding, zstd table)
 
     @property
     def bits(self) -> int:
@@ -201,50 +212,65 @@ class PackedStore:
     def put_rows(self, first: int, part: "PackedStore") -> None:
         for name, rows in part.parts().items():
             getattr(self, name)[first : first + len(part)] = rows
-        self._packed = None
+        self._head = None
 
     def all_finite(self) -> bool:
         """Whether every weight decodes finite (the largest code on each scale bounds them; no dense copy)."""
-        return bool(torch.isfinite(self.scales * (2**15 - 1)).all() and torch.isfinite(self.full).all())
+        return all_finite(self.scales * (2**15 - 1)) and all_finite(self.full)
 
-    def _nonzero(self) -> torch.Tensor:
-        """bool (N, P): which parameters are not zero."""
-        out = torch.ones(len(self), self.layout.n_params, dtype=torch.bool, device=self.device)
-        out[:, self.layout.quantized] = self.codes != 0
-        out[:, self.layout.wide] = self.wide != 0
-        out[:, self.layout.full] = self.full != 0
-        return out
+    def _columns(self):
+        """(name, tensor (N, K) on the CPU, positions (K,) into P) of each part of the weights."""
+        layout = self.layout.to("cpu")
+        return [("codes", self.codes.cpu(), layout.quantized), ("wide", self.wide.cpu(), layout.wide),
+                ("values", self.full.cpu(), layout.full)]
 
     def sparsity(self) -> float:
+        """Share of all parameters that are zero, counted part by part (no (N, P) pattern is built)."""
         total = len(self) * self.layout.n_params
-        return float((~self._nonzero()).sum()) / total if total else 0.0
+        zeros = sum(t.numel() - int(torch.count_nonzero(t)) for _, t, _ in self._columns())
+        return zeros / total if total else 0.0
 
     def _pack(self) -> tuple[dict, dict]:
-        """(header fields, file tensors), computed once."""
-        if self._packed is None:
-            maskable = _maskable(self.arch)
-            stored = torch.ones(len(self), self.layout.n_params, dtype=torch.bool)  # biases: always stored
-            stored[:, maskable] = self._nonzero().cpu()[:, maskable]
-            coding, tensors = pack_mask(stored[:, maskable])
-            layout = self.layout.to("cpu")
-            tensors["codes"] = self.codes.cpu()[stored[:, layout.quantized]]  # (K_q,) image-major
-            tensors["wide"] = self.wide.cpu()[stored[:, layout.wide]]  # (K_r,)
-            tensors["values"] = self.full.cpu()[stored[:, layout.full]]  # (K_f,)
-            tensors["scales"] = self.scales.cpu()
-            head = {"mask_coding": coding, "lossless": self.lossless or "none",
-                    "quant_bias_bits": self.layout.bias_bits}
-            if self.lossless == "zstd":
-                head["packed"], frame = zstd_pack(tensors)
-                tensors = {"zstd": frame}
-            self._packed = (head, tensors)
-        return self._packed
+        """(header fields, file tensors), computed afresh: the file tensors are a second copy of the
+        set's weights, so they live only while a file is written (the small header is kept).
+
+        The mask covers the weight matrices' positions (``_maskable``, in that order); a part's
+        stored values are its nonzero weights and all its biases, image-major. Built part by part:
+        no (N, P) pattern of the whole set."""
+        maskable = _maskable(self.arch)
+        rank = torch.full((self.layout.n_params,), -1, dtype=torch.long)
+        rank[maskable] = torch.arange(maskable.numel())  # position → its column in the mask, or -1 (a bias)
+        nonzero = torch.empty(len(self), maskable.numel(), dtype=torch.bool)  # (N, G)
+        columns = self._columns()
+        for _, values, positions in columns:
+            inside = rank[positions] >= 0  # (K,) which of the part's columns the mask covers
+            # index_copy_, not nonzero[:, cols] = ...: advanced indexing builds an int64 index per entry
+            nonzero.index_copy_(1, rank[positions[inside]], values[:, inside] != 0)
+        coding, tensors = pack_mask(nonzero)
+        del nonzero
+        for name, values, positions in columns:
+            inside = rank[positions] >= 0
+            keep = values != 0 if bool(inside.all()) else (values != 0) | ~inside  # biases: stored whatever their value
+            # numpy's boolean indexing: torch's (values[keep], masked_select) builds int64 indices, 16 B a value
+            tensors[name] = torch.from_numpy(values.numpy()[keep.numpy()])  # (K_kept,) image-major
+            del keep
+        tensors["scales"] = self.scales.cpu()
+        head = {"mask_coding": coding, "lossless": self.lossless or "none", "quant_bias_bits": self.layout.bias_bits}
+        if self.lossless == "zstd":
+            head["packed"], frame = zstd_pack(tensors)
+            tensors = {"zstd": frame}
+        self._head = head
+        return head, tensors
 
     def header(self) -> dict:
+        """The file header's store fields (from the last :meth:`tensors`, else packed now to learn them)."""
+        head = self._head if self._head is not None else self._pack()[0]
         return {"param_encoding": self.encoding, "quant_bits": self.layout.bits, "quant_layers": self.layout.layers,
-                "sparsity": round(self.sparsity(), 6), **self._pack()[0]}
+                "sparsity": round(self.sparsity(), 6), **head}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return dict(self._pack()[1])
+        """The file's tensors, packed afresh (call it before :meth:`header`: one packing serves both)."""
+        return self._pack()[1]
 
     @classmethod
     def from_tensors(cls, path, tensors: dict, header: dict, n: int, p: int) -> "PackedStore":
@@ -264,21 +290,26 @@ class PackedStore:
             raise UserError(f"{path}: unknown lossless stage {lossless!r}")
         layout = Layout(arch, layers, bits, None if bits == 32 else bias_bits)
         maskable = _maskable(arch)
-        stored = torch.ones(n, p, dtype=torch.bool)
-        stored[:, maskable] = unpack_mask(header.get("mask_coding"), tensors, n, maskable.numel(), path)
+        nonzero = unpack_mask(header.get("mask_coding"), tensors, n, maskable.numel(), path)  # (N, G)
+        rank = torch.full((p,), -1, dtype=torch.long)
+        rank[maskable] = torch.arange(maskable.numel())  # position → its mask column, or -1 (a bias: stored)
         parts = {}
         for name, positions, dtype, limit in [
                 ("codes", layout.quantized, CODE_DTYPES.get(bits, torch.int8), 2 ** (min(bits, 16) - 1) - 1),
                 ("wide", layout.wide, torch.int16, 2**15 - 1), ("values", layout.full, torch.float32, None)]:
-            flat, where = tensors.get(name), stored[:, positions]
-            if flat is None or flat.dtype != dtype or tuple(flat.shape) != (int(where.sum()),):
+            inside = rank[positions] >= 0  # (K,)
+            where = torch.ones(n, positions.numel(), dtype=torch.bool)  # (N, K): which values the file holds
+            where.index_copy_(1, inside.nonzero().flatten(), nonzero.index_select(1, rank[positions[inside]]))
+            flat = tensors.get(name)
+            if flat is None or flat.dtype != dtype or tuple(flat.shape) != (int(torch.count_nonzero(where)),):
                 raise UserError(f"{path}: compressed weights missing or malformed ({name})")
-            if limit is not None and flat.numel() and int(flat.to(torch.int32).abs().max()) > limit:
+            if limit is not None and flat.numel() and max(int(flat.max()), -int(flat.min())) > limit:
                 raise UserError(f"{path}: quantized codes out of range")
-            if limit is None and not torch.isfinite(flat).all():
+            if limit is None and not all_finite(flat):
                 raise UserError(f"{path}: weights contain NaN or infinity")
-            parts[name] = torch.zeros(n, positions.numel(), dtype=dtype)
-            parts[name][where] = flat
+            parts[name] = torch.zeros(n, positions.numel(), dtype=dtype).masked_scatter_(where, flat)  # no int64 index
+            del where
+        del nonzero
         scales = tensors.get("scales")
         if scales is None or scales.dtype != torch.float32 or tuple(scales.shape) != (n, layout.groups):
             raise UserError(f"{path}: quantization scales missing or malformed")
