@@ -86,3 +86,57 @@ def test_the_mask_coded_a_block_of_rows_at_a_time_is_the_same_stream(monkeypatch
         monkeypatch.undo()
         assert whole[0] == pieces[0] and torch.equal(whole[1], pieces[1]) and torch.equal(whole[2], pieces[2])
         assert torch.equal(prune._rice_decode(*pieces, *shape, ""), nonzero)
+
+
+MERGE = r"""
+import json, sys
+import torch
+torch.set_num_threads(1)
+from rapidinr.codec.inrset import INRSet
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.encoding.sharded import merge_shards
+
+def status(key):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
+
+def reset():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+folder, shards, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+arch = Arch.parse("2x16", 1)
+paths = []
+for r in range(shards):
+    g = torch.Generator().manual_seed(r)
+    part = INRSet(torch.randn(per, arch.n_params, generator=g), arch, 8, 8, torch.full((per,), r), ["a", "b", "c", "d"],
+                  torch.full((per,), 20.0 + r), {"refits": r, "encode_seconds": 1.0 + r})
+    paths.append(f"{folder}/shard-{r}.rinr")
+    shard_bytes = part.save(paths[-1])
+del part
+reset()
+base = status("VmRSS")
+info = merge_shards(paths, f"{folder}/merged.rinr", FitConfig(seed=0), "test")
+print(json.dumps({"merge": status("VmHWM") - base, "shard": shard_bytes, **info}))
+"""
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's resettable peak RSS")
+def test_merging_shards_holds_one_shard_at_a_time(tmp_path):
+    import torch
+
+    from rapidinr import load
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 17)}
+    done = subprocess.run([sys.executable, "-c", MERGE, str(tmp_path), "4", "6000"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    assert r["images"] == 24000 and r["psnr_mean"] == pytest.approx(21.5)
+    # one shard (~8 MB) in memory at a time, plus the small per-image columns; before: all four and their concatenation
+    assert r["merge"] <= 2 * r["shard"] + 6 * 2**20, r
+    merged = load(tmp_path / "merged.rinr")
+    assert merged.labels.tolist() == [r for r in range(4) for _ in range(6000)]
+    assert merged.meta["refits"] == 6 and merged.meta["encode_seconds"] == 4.0 and merged.meta["shards"] == 4
+    g = torch.Generator().manual_seed(2)
+    assert torch.equal(merged.dense_params()[12000:18000], torch.randn(6000, merged.arch.n_params, generator=g))
+    assert not any(tmp_path.glob("shard-*"))  # the shards are removed

@@ -71,8 +71,12 @@ class DenseStore:
         return (total - int(torch.count_nonzero(self.params))) / total if total else 0.0
 
     def header(self) -> dict:
-        return {"param_encoding": self.encoding, "quant_bits": 32, "quant_layers": "none",
-                "sparsity": round(self.sparsity(), 6)}
+        return self.header_for(self.sparsity())
+
+    @classmethod
+    def header_for(cls, sparsity: float) -> dict:
+        """The store's header fields for weights with this share of zeros (no store needed)."""
+        return {"param_encoding": cls.encoding, "quant_bits": 32, "quant_layers": "none", "sparsity": round(sparsity, 6)}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"params": self.params}
