@@ -63,7 +63,7 @@ def packed_file(path: Path, replace: dict, header_changes: dict | None = None, n
     header = {"format": fileformat.MAGIC_KEY, "format_version": fileformat.FORMAT_VERSION, **inrs.header()}
     inner = {k: v for k, v in inrs.tensors().items() if not k.startswith("mask_")}
     inner.update(replace)
-    table, frame = zstd_pack(inner, level=3)
+    table, frame, _ = zstd_pack(inner, level=3)  # one frame: these payloads are small
     header.update({"lossless": "zstd", "packed": table, **(header_changes or {})})
     tensors = {"zstd": frame, "psnr": inrs.psnr}
     if pad:

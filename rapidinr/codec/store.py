@@ -7,6 +7,7 @@ never care how weights are kept.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rapidinr.codec.compact import CompactStore
@@ -14,6 +15,7 @@ from rapidinr.codec.prune import pack_mask, unpack_mask, weight_positions
 from rapidinr.codec.quantize import CODE_DTYPES, Layout, dequantize, quantize
 from rapidinr.core.config import Arch
 from rapidinr.core.errors import UserError
+from rapidinr.core.threads import usable_cores
 
 
 FINITE_BLOCK = 1 << 16  # elements checked at once by all_finite
@@ -107,32 +109,59 @@ _ST_DTYPES = {torch.int8: "I8", torch.int16: "I16", torch.float32: "F32", torch.
 _ST_BACK = {v: k for k, v in _ST_DTYPES.items()}
 
 
-def _shuffle(raw: bytes, width: int) -> bytes:
-    """Byte planes of fixed-width numbers (all first bytes, then all second...): helps zstd."""
-    if width == 1 or not raw:
-        return raw
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, width).t().contiguous().numpy().tobytes()
+ZSTD_FRAME_BYTES = 4 << 20  # raw bytes per zstd frame: frames compress in parallel and decode one at a time
 
 
-def _unshuffle(raw: bytes, width: int) -> bytes:
-    if width == 1 or not raw:
-        return raw
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(width, -1).t().contiguous().numpy().tobytes()
+def _shuffle_into(out: np.ndarray, t: torch.Tensor) -> None:
+    """A tensor's bytes as byte planes (all first bytes, then all second...: float exponents
+    compress) written into ``out`` (uint8, its size in bytes)."""
+    raw = t.contiguous().reshape(-1).view(torch.uint8).numpy() if t.numel() else np.empty(0, np.uint8)
+    width = t.element_size()
+    out[:] = raw if width == 1 else raw.reshape(-1, width).T.reshape(-1)
 
 
-def zstd_pack(tensors: dict, level: int = 19) -> tuple[list, torch.Tensor]:
-    """Tensors → (their table: [name, dtype, shape, raw bytes] each, in name order; one zstd frame
-    (uint8) of their bytes, each tensor's byte planes shuffled first so float exponents compress)."""
+def _unshuffle(planes: np.ndarray, dtype: torch.dtype, shape: list[int]) -> torch.Tensor:
+    """Inverse of :func:`_shuffle_into`: byte planes (uint8) → a new tensor of ``dtype`` and ``shape``."""
+    width = torch.empty(0, dtype=dtype).element_size()
+    if not planes.size:
+        return torch.zeros(shape, dtype=dtype)
+    raw = np.ascontiguousarray(planes.reshape(width, -1).T) if width > 1 else planes.copy()
+    return torch.from_numpy(raw.reshape(-1)).view(dtype).reshape(shape)
+
+
+def zstd_pack(tensors: dict, level: int = 19, threads: int | None = None,
+              consume: bool = False) -> tuple[list, torch.Tensor, list[int]]:
+    """Tensors → (their table: [name, dtype, shape, raw bytes] each, in name order; their bytes
+    through zstd (uint8); the size of each zstd frame in it). Each tensor's byte planes are shuffled first; the stream is cut into
+    frames of ``ZSTD_FRAME_BYTES`` compressed in parallel on ``threads`` threads (default: the
+    cores this process may use). Each frame is an independent zstd frame, exactly what a
+    single-threaded compressor makes of that piece, so the bytes never depend on the thread count
+    and a stream of one frame (up to 4 MiB) is byte for byte the single-frame stream earlier
+    versions wrote. ``consume``: take each tensor out of ``tensors`` once it is in the stream."""
     import zstandard  # the optional lossless stage: imported only when a file uses it
 
-    table, parts = [], []
+    table, total = [], 0
     for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        raw = _shuffle(t.numpy().tobytes(), t.element_size())
-        table.append([name, _ST_DTYPES[t.dtype], list(t.shape), len(raw)])
-        parts.append(raw)
-    packed = zstandard.ZstdCompressor(level=level).compress(b"".join(parts))
-    return table, torch.frombuffer(bytearray(packed), dtype=torch.uint8)
+        t = tensors[name]
+        table.append([name, _ST_DTYPES[t.dtype], list(t.shape), t.numel() * t.element_size()])
+        total += table[-1][3]
+    raw, offset = np.empty(total, np.uint8), 0  # the shuffled stream, made once
+    for entry in table:
+        _shuffle_into(raw[offset : offset + entry[3]], tensors[entry[0]])
+        if consume:
+            del tensors[entry[0]]  # the caller's copy goes as the stream fills: never both whole
+        offset += entry[3]
+    pieces = [raw[i : i + ZSTD_FRAME_BYTES] for i in range(0, total, ZSTD_FRAME_BYTES)] or [raw]
+    frames = zstandard.ZstdCompressor(level=level).multi_compress_to_buffer(
+        pieces, threads=threads if threads is not None else usable_cores())
+    del raw, pieces
+    packed = np.empty(sum(len(frames[i]) for i in range(len(frames))), np.uint8)
+    at = 0
+    for i in range(len(frames)):
+        frame = np.frombuffer(frames[i], np.uint8)
+        packed[at : at + len(frame)] = frame
+        at += len(frame)
+    return table, torch.from_numpy(packed), [len(frames[i]) for i in range(len(frames))]
 
 
 class PackedStore:
@@ -261,7 +290,9 @@ class PackedStore:
         tensors["scales"] = self.scales.cpu()
         head = {"mask_coding": coding, "lossless": self.lossless or "none", "quant_bias_bits": self.layout.bias_bits}
         if self.lossless == "zstd":
-            head["packed"], frame = zstd_pack(tensors)
+            head["packed"], frame, frames = zstd_pack(tensors, consume=True)
+            if len(frames) > 1:  # one frame: the header earlier versions wrote (and read)
+                head["zstd_frames"] = frames
             tensors = {"zstd": frame}
         self._head = head
         return head, tensors
@@ -289,7 +320,7 @@ class PackedStore:
         except (KeyError, TypeError, ValueError, UserError):
             raise UserError(f"{path}: header field 'arch' is missing or invalid") from None
         if lossless == "zstd":
-            tensors = _unzip(path, tensors, header.get("packed"))
+            tensors = _unzip(path, tensors, header.get("packed"), header.get("zstd_frames"))
         elif lossless != "none":
             raise UserError(f"{path}: unknown lossless stage {lossless!r}")
         layout = Layout(arch, layers, bits, None if bits == 32 else bias_bits)
@@ -328,39 +359,74 @@ def _maskable(arch) -> torch.Tensor:
     return torch.cat(weight_positions(arch))
 
 
-def _unzip(path, tensors: dict, table) -> dict:
-    """Undo the zstd stage: one uint8 blob → the named tensors its table lists."""
+def _unzip(path, tensors: dict, table, frames=None) -> dict:
+    """Undo the zstd stage: a uint8 blob of zstd frames (``frames``: their sizes, from the header's
+    ``zstd_frames``; absent: one frame) → the named tensors its table lists. Frames are decoded
+    one at a time and each tensor is unshuffled as soon as its bytes are in, so memory holds one
+    tensor's planes beside the tensors, never the whole stream."""
     blob = tensors.get("zstd")
     if blob is None or blob.dtype != torch.uint8 or not isinstance(table, list):
         raise UserError(f"{path}: zstd payload missing or malformed")
+    frames = [blob.numel()] if frames is None else frames
+    if (not isinstance(frames, list) or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in frames)
+            or sum(frames) != blob.numel()):
+        raise UserError(f"{path}: zstd frame sizes do not match the payload")
     try:
         import zstandard
     except ImportError:
         raise UserError(f"{path}: written with the zstd stage; install zstandard to read it") from None
-    try:
-        total = sum(int(entry[3]) for entry in table)
-        if not 0 <= total <= 1024 * blob.numel() + (64 << 20):  # a zstd bomb, not shuffled weights
-            raise ValueError(total)
-        raw = zstandard.ZstdDecompressor().decompress(blob.numpy().tobytes(), max_output_size=total)
-    except (zstandard.ZstdError, TypeError, ValueError, IndexError, KeyError, OverflowError):
-        raise UserError(f"{path}: zstd payload is corrupt") from None
-    out, offset = {}, 0
+    waiting = []  # (name, dtype, shape, bytes) of the tensors still to fill, in stream order
     for entry in table:
         try:
             name, dtype, shape, size = str(entry[0]), _ST_BACK[entry[1]], [int(s) for s in entry[2]], int(entry[3])
         except (KeyError, TypeError, ValueError, IndexError):
             raise UserError(f"{path}: zstd table is malformed") from None
-        width = torch.empty(0, dtype=dtype).element_size()
         count = 1
         for s in shape:
             count *= s
-        if size != count * width or offset + size > len(raw) or min(shape, default=0) < 0:
+        if min(shape, default=0) < 0 or size != count * torch.empty(0, dtype=dtype).element_size():
             raise UserError(f"{path}: zstd table does not match its payload")
-        chunk = _unshuffle(raw[offset : offset + size], width)
-        out[name] = (torch.frombuffer(bytearray(chunk), dtype=dtype).reshape(shape) if size
-                     else torch.zeros(shape, dtype=dtype))
-        offset += size
-    if offset != len(raw):
+        waiting.append((name, dtype, shape, size))
+    left = sum(e[3] for e in waiting)  # bytes the frames must still give
+    if not 0 <= left <= 1024 * blob.numel() + (64 << 20):  # a zstd bomb, not shuffled weights
+        raise UserError(f"{path}: zstd payload is corrupt")
+    out, pending, have, at, data = {}, [], 0, 0, blob.numpy()
+
+    def take(size: int) -> np.ndarray:  # the next ``size`` decoded bytes, as one array
+        parts, need = [], size
+        while need:
+            parts.append(pending[0][:need])
+            pending[0] = pending[0][need:]
+            if not len(pending[0]):
+                pending.pop(0)
+            need -= len(parts[-1])
+        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.empty(0, np.uint8))
+
+    def drain() -> None:  # every tensor whose bytes are all in
+        nonlocal have
+        while waiting and have >= waiting[0][3]:
+            name, dtype, shape, size = waiting.pop(0)
+            out[name] = _unshuffle(take(size), dtype, shape)
+            have -= size
+
+    try:
+        drain()  # tensors of no bytes before the first frame
+        for size in frames:
+            frame = data[at : at + size]
+            at += size
+            expected = zstandard.frame_content_size(frame)
+            if not 0 <= expected <= left:  # unknown (-1) or more than the table lists: never allocated
+                raise ValueError("frame size")
+            chunk = zstandard.ZstdDecompressor().decompress(frame, max_output_size=expected)
+            if len(chunk) != expected:
+                raise ValueError("frame size")
+            left -= expected
+            pending.append(np.frombuffer(chunk, np.uint8))
+            have += expected
+            drain()
+    except (zstandard.ZstdError, ValueError):
+        raise UserError(f"{path}: zstd payload is corrupt") from None
+    if waiting or have or left:
         raise UserError(f"{path}: zstd table does not match its payload")
     return out
 
