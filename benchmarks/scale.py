@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,16 @@ print(json.dumps({"images": n, "encode_s": encode_s, "seconds_per_image": encode
 """
 
 
+def run_repeats(n: int, args, folder: Path) -> dict:
+    """``args.repeats`` fresh runs of one size: the median of each measurement (peak RSS moves by
+    tens of MB from run to run with the allocator's heap), every run's values kept beside it."""
+    runs = [run_size(n, args, folder) for _ in range(args.repeats)]
+    out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    out["runs"] = {key: [r[key] for r in runs] for key in ("seconds_per_image", "peak_rss_mb", "rss_after_images_mb",
+                                                           "read_peak_rss_mb")}
+    return out
+
+
 def run_size(n: int, args, folder: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", WORKER, str(n), str(args.steps), str(args.retrain_steps),
@@ -107,13 +118,14 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=20, help="Adam steps per image in round 1 (default 20)")
     p.add_argument("--retrain-steps", type=int, default=5, help="retraining steps after L1 pruning (default 5)")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--repeats", type=int, default=3, help="fresh runs per size, medians reported (default 3)")
     p.add_argument("--out", default=str(RESULTS / "scale-cpu.json"))
     args = p.parse_args(argv)
     sizes = [int(v) for v in args.sizes.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            rows.append(run_size(n, args, Path(tmp)))
+            rows.append(run_repeats(n, args, Path(tmp)))
             r = rows[-1]
             print(f"  {n:>7} images: {1000 * r['seconds_per_image']:.3f} ms/image, peak RSS {r['peak_rss_mb']:.0f} MB, "
                   f"file {r['file_bytes'] / 2**20:.1f} MB, PSNR {r['psnr_mean']:.2f} dB", flush=True)
@@ -134,7 +146,8 @@ def main(argv=None) -> dict:
               f"{r['file_growth_mb']:>13.2f}{r['rss_per_file_mb'] if r['rss_per_file_mb'] is not None else '-':>10}"
               f"{r['read_peak_rss_mb']:>14.0f}")
     settings = {"sizes": sizes, "steps": args.steps, "retrain_steps": args.retrain_steps, "arch": "1x8",
-                "image": "8x8 gray synthetic", "compression": "l1 0.2 + 8-bit", "threads": 1}
+                "image": "8x8 gray synthetic", "compression": "l1 0.2 + 8-bit", "threads": 1,
+                "repeats": args.repeats, "statistic": "median of the repeats"}
     document = results_document("scale", "end-to-end encode (fit, prune, quantize, write, read) at growing sizes",
                                 settings, rows)
     print(f"wrote {write_results(args.out, document)}")
