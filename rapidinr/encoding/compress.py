@@ -5,6 +5,9 @@ round 2  L1-unstructured pruning of a fixed share, retrain with the mask    -> o
 round 3  dynamic pruning: ratio from each image's PSNR by a schedule, retrain -> optional
 quantize hidden (or all) layers to 8/16 bits, optional quantization-aware fine-tuning
 
+Every step works image by image, so rounds 2-3 and quantization run a chunk at a time
+(:func:`compress_chunk`; the file encoder checkpoints each compressed chunk) and equal a pass over
+the whole set; only the compact store's bit allocation needs the whole set at once.
 Every retraining goes through ``fit.fit`` with the mask, which keeps pruned weights exactly zero.
 The PSNR that drives round 3 is the one PSNR (8-bit rounded decode) after the round before.
 The result is an INRSet whose store is a :class:`~rapidinr.codec.store.PackedStore` (or the plain

@@ -286,7 +286,10 @@ def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device
     names, one name per image (file names: part of each chunk's fingerprint for ``resume``) and
     the source's description, written into the header.
 
-    ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs after round 1's chunks.
+    ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs on each chunk as soon
+    as round 1 has fitted it (``compress_chunk``), and the compressed chunk is checkpointed too, so
+    a killed run redoes at most the chunk in flight; the set is only ever whole in its compressed
+    form. The compact store allocates its bits over the whole set, so it still runs after round 1.
     ``init``: as for :func:`encode` (random, learned, a learned-init path or a LearnedInit).
     ``steps`` / ``lr``: as for :func:`encode`: where None, a learned init's recommended fit
     (chosen on held-out images, init_tuning.py) replaces ``cfg``'s value; with a random init, or
