@@ -60,6 +60,7 @@ def _measure(n: int, lossless: str, path: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two child processes of ~5 s each
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's resettable peak RSS")
 @pytest.mark.parametrize("lossless", ["none", "zstd"])
 def test_writing_and_reading_a_large_set_costs_about_the_file(tmp_path, lossless):
@@ -125,6 +126,7 @@ print(json.dumps({"merge": status("VmHWM") - base, "shard": shard_bytes, **info}
 """
 
 
+@pytest.mark.slow  # a child process of ~5 s
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's resettable peak RSS")
 def test_merging_shards_holds_one_shard_at_a_time(tmp_path):
     import torch
