@@ -7,7 +7,10 @@ rounds (L1 pruning with a short retrain, 8-bit quantization), written to one ``.
 at every size and what grows is what the set's size makes grow) and read back. Printed per size: wall seconds per image,
 peak RSS (and the part the encode adds beyond making the synthetic images), the file's size, and
 both against the smallest size — the aim (issue 14): time per image
-at 100k within 1.3× of 1k, peak RSS growing no faster than the file.
+at 100k within 1.3× of 1k, peak RSS growing no faster than the file. Peak RSS is taken when the
+encode returns (fit, compression, the file's write), counted from just after the images are made
+(the peak is reset there: Linux ``clear_refs``); the file is then read back with the encoded set
+released, and that read's own peak is reported beside it (``read_peak_rss_mb``).
 
     python benchmarks/scale.py                         # 1k, 10k, 100k
     python benchmarks/scale.py --sizes 1000,20000      # a test-sized run
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,24 +45,60 @@ from rapidinr.encoding.compress import CompressConfig
 from rapidinr.encoding.runner import encode_to_file
 from rapidinr.sources.datasets import ImageSet
 
+def peak_kb():  # the peak RSS (kB) since the last reset_peak (VmHWM), else since the process started
+    try:
+        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def reset_peak():
+    try:  # Linux: writing 5 to clear_refs resets the peak RSS to the current RSS
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 n, steps, retrain, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 g = torch.Generator().manual_seed(0)
 ramp = torch.linspace(0, 1, 8)
-base = (ramp[:, None] * torch.rand(n, 1, 1, generator=g) + ramp[None, :] * torch.rand(n, 1, 1, generator=g))  # (n, 8, 8)
-images = ((base * 0.6 + torch.rand(n, 8, 8, generator=g) * 0.2) * 255).round().clamp(0, 255).to(torch.uint8)[:, None]
-rss_images = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+images = torch.empty(n, 1, 8, 8, dtype=torch.uint8)  # made a block at a time: no float copy of the set
+for first in range(0, n, 8192):
+    b = min(8192, n - first)
+    base = ramp[:, None] * torch.rand(b, 1, 1, generator=g) + ramp[None, :] * torch.rand(b, 1, 1, generator=g)  # (b, 8, 8)
+    images[first : first + b, 0] = ((base * 0.6 + torch.rand(b, 8, 8, generator=g) * 0.2) * 255).round().clamp(0, 255)
+del base
+reset_peak()
+rss_images = peak_kb()
 compression = CompressConfig(prune=PruneConfig(l1_ratio=0.2, retrain_steps=retrain), quant=QuantConfig(bits=8))
 start = time.perf_counter()
 inrs = encode_to_file(ImageSet(images), out, Arch.parse("1x8", 1), FitConfig(steps=steps, lr=1e-2, chunk_size=4096), "cpu",
                       progress=False, compression=compression, overwrite=True)
 encode_s = time.perf_counter() - start
+rss_encode = peak_kb()  # the peak from the images made to the file written
+psnr_mean = float(inrs.psnr.mean())
+del inrs  # reading back stands for a later job (training) that opens the file
+reset_peak()
 back = load(out)
+rss_read = peak_kb()
 assert len(back) == n
 print(json.dumps({"images": n, "encode_s": encode_s, "seconds_per_image": encode_s / n,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_mb": rss_encode / 1024,
+                  "read_peak_rss_mb": rss_read / 1024,  # reading the file back, the encoded set released
                   "rss_after_images_mb": rss_images / 1024, "file_bytes": out.stat().st_size,
-                  "psnr_mean": float(inrs.psnr.mean())}))
+                  "psnr_mean": psnr_mean}))
 """
+
+
+def run_repeats(n: int, args, folder: Path) -> dict:
+    """``args.repeats`` fresh runs of one size: the median of each measurement (peak RSS moves by
+    tens of MB from run to run with the allocator's heap), every run's values kept beside it."""
+    runs = [run_size(n, args, folder) for _ in range(args.repeats)]
+    out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    out["runs"] = {key: [r[key] for r in runs] for key in ("seconds_per_image", "peak_rss_mb", "rss_after_images_mb",
+                                                           "read_peak_rss_mb")}
+    return out
 
 
 def run_size(n: int, args, folder: Path) -> dict:
@@ -78,31 +118,36 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=20, help="Adam steps per image in round 1 (default 20)")
     p.add_argument("--retrain-steps", type=int, default=5, help="retraining steps after L1 pruning (default 5)")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--repeats", type=int, default=3, help="fresh runs per size, medians reported (default 3)")
     p.add_argument("--out", default=str(RESULTS / "scale-cpu.json"))
     args = p.parse_args(argv)
     sizes = [int(v) for v in args.sizes.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            rows.append(run_size(n, args, Path(tmp)))
+            rows.append(run_repeats(n, args, Path(tmp)))
             r = rows[-1]
             print(f"  {n:>7} images: {1000 * r['seconds_per_image']:.3f} ms/image, peak RSS {r['peak_rss_mb']:.0f} MB, "
                   f"file {r['file_bytes'] / 2**20:.1f} MB, PSNR {r['psnr_mean']:.2f} dB", flush=True)
     first = rows[0]
     print(f"scale: 8x8 gray, arch 1x8, {args.steps} steps + L1 0.2 ({args.retrain_steps} retrain steps) + 8-bit")
     print(f"  {'images':>8}{'ms/image':>10}{'x first':>9}{'peak RSS MB':>13}{'encode MB':>11}{'growth':>8}"
-          f"{'file MB':>9}{'file growth':>13}")
+          f"{'file MB':>9}{'file growth':>13}{'RSS/file':>10}{'read peak MB':>14}")
     for r in rows:
         r["time_vs_first"] = round(r["seconds_per_image"] / first["seconds_per_image"], 3)
         # what the encode added to the peak, beyond making the synthetic images (this script's own)
         r["encode_rss_mb"] = round(r["peak_rss_mb"] - r["rss_after_images_mb"], 1)
         r["rss_growth_mb"] = round(r["encode_rss_mb"] - first["encode_rss_mb"], 1)
         r["file_growth_mb"] = round((r["file_bytes"] - first["file_bytes"]) / 2**20, 2)
+        # MB of peak RSS per MB of file, from the smallest size to this one (the aim: at most 1)
+        r["rss_per_file_mb"] = round(r["rss_growth_mb"] / r["file_growth_mb"], 2) if r["file_growth_mb"] > 0 else None
         print(f"  {r['images']:>8}{1000 * r['seconds_per_image']:>10.3f}{r['time_vs_first']:>9.2f}"
               f"{r['peak_rss_mb']:>13.0f}{r['encode_rss_mb']:>11.1f}{r['rss_growth_mb']:>8.1f}{r['file_bytes'] / 2**20:>9.2f}"
-              f"{r['file_growth_mb']:>13.2f}")
+              f"{r['file_growth_mb']:>13.2f}{r['rss_per_file_mb'] if r['rss_per_file_mb'] is not None else '-':>10}"
+              f"{r['read_peak_rss_mb']:>14.0f}")
     settings = {"sizes": sizes, "steps": args.steps, "retrain_steps": args.retrain_steps, "arch": "1x8",
-                "image": "8x8 gray synthetic", "compression": "l1 0.2 + 8-bit", "threads": 1}
+                "image": "8x8 gray synthetic", "compression": "l1 0.2 + 8-bit", "threads": 1,
+                "repeats": args.repeats, "statistic": "median of the repeats"}
     document = results_document("scale", "end-to-end encode (fit, prune, quantize, write, read) at growing sizes",
                                 settings, rows)
     print(f"wrote {write_results(args.out, document)}")

@@ -77,3 +77,34 @@ def test_sharded_encode_merges_to_the_single_process_set(tmp_path, init):
     assert a.class_names == b.class_names and b.meta["shards"] == 2
     assert a.meta["init"] == b.meta["init"] and b.meta["init"]["kind"] == init
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.rinr", "two.rinr"]  # shards removed
+
+
+SLOW_MERGE = r"""
+import datetime, sys, time
+import torch
+import torch.distributed as dist
+
+# the job's own group, made by the caller with a timeout far shorter than the merge below takes
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=3))
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.encoding import sharded
+
+real = sharded.merge_shards
+sharded.merge_shards = lambda *a, **k: time.sleep(8) or real(*a, **k)  # a merge of many large shards
+images = torch.randint(0, 255, (8, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+info = sharded.encode_sharded(images, sys.argv[1], Arch.parse("1x4", 1), FitConfig(steps=2, chunk_size=4), "cpu",
+                              progress=False)
+print("merged", info["images"] if info else None)
+"""
+
+
+@pytest.mark.slow
+def test_the_ranks_wait_out_a_merge_longer_than_the_jobs_timeout(tmp_path):
+    script = tmp_path / "slow_merge.py"
+    script.write_text(SLOW_MERGE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(script), str(tmp_path / "set.rinr")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "merged 8" in done.stdout and len(rapidinr.load(tmp_path / "set.rinr")) == 8

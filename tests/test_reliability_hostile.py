@@ -63,8 +63,9 @@ def packed_file(path: Path, replace: dict, header_changes: dict | None = None, n
     header = {"format": fileformat.MAGIC_KEY, "format_version": fileformat.FORMAT_VERSION, **inrs.header()}
     inner = {k: v for k, v in inrs.tensors().items() if not k.startswith("mask_")}
     inner.update(replace)
-    table, frame = zstd_pack(inner, level=3)
-    header.update({"lossless": "zstd", "packed": table, **(header_changes or {})})
+    table, frame, frames = zstd_pack(inner, level=3)
+    framed = {"zstd_frames": frames} if len(frames) > 1 else {}  # past 4 MiB, as PackedStore writes it
+    header.update({"lossless": "zstd", "packed": table, **framed, **(header_changes or {})})
     tensors = {"zstd": frame, "psnr": inrs.psnr}
     if pad:
         tensors["pad"] = torch.randint(0, 256, (pad,), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))

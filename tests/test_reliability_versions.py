@@ -55,9 +55,11 @@ def test_an_older_checkpoint_chunk_is_refitted_not_mixed_in(tiny_set, tmp_path):
     out = tmp_path / "set.rinr"
     checkpoint = Checkpoint(out, {"images": 8})
     checkpoint.start(resume=False)
-    header = {"format": fileformat.MAGIC_KEY, "format_version": 0, "chunk": 0, "refits": 0}
+    header = {"format": fileformat.MAGIC_KEY, "format_version": 0, "chunk": 0, "refits": 0, "fingerprint": "f"}
     old = checkpoint.dir / "chunk-000000.rinrchunk"
-    fileformat.write_atomic(old, fileformat._serialize({"params": tiny_set.dense_params(), "psnr": tiny_set.psnr}, header))
-    assert checkpoint.start(resume=True) == {}
+    params = tiny_set.dense_params()
+    fileformat.write_atomic(old, fileformat._serialize({"params": params, "psnr": tiny_set.psnr}, header))
+    checkpoint.start(resume=True)
+    assert checkpoint.fitted(0, "f", *params.shape) is None
     assert not old.exists()
     checkpoint.remove()

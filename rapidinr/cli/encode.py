@@ -184,10 +184,9 @@ def _run_sharded(args, data, arch, cfg, device, compression, out, init) -> int:
                         "(a compressed encode runs in one process)")
     if args.resume:
         raise UserError("--resume is not supported under torchrun (each rank writes its own shard)")
-    merged = encode_sharded(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
-                            overwrite=args.overwrite, progress=not args.quiet, learned_init=init)
+    info = encode_sharded(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
+                          overwrite=args.overwrite, progress=not args.quiet, learned_init=init)
     if from_env().is_main:
-        info = merged.info()
         print(f"wrote {out}: {info['images']} images from {from_env().world} shards, arch {arch.name}, "
               f"{info['bytes_per_image']:.0f} B/image, PSNR {info['psnr_mean']:.2f} dB")
     return 0

@@ -169,6 +169,11 @@ class CompactStore:
         out[:, self.wide_pos] = self.wide.index_select(0, indices).float()
         return out.mul_(self.step).add_(self.init)
 
+    def all_finite(self) -> bool:
+        """Whether every weight decodes finite: the largest code (int16) on each step around the init
+        bounds them all (no dense copy of the set)."""
+        return bool(torch.isfinite(self.step.abs() * (2**15 - 1) + self.init.abs()).all())
+
     def dense(self) -> torch.Tensor:
         return self.gather(torch.arange(len(self), device=self.device))
 

@@ -89,22 +89,33 @@ def _strict_json(text: str):
 
 
 # -- writing -----------------------------------------------------------------------------------------
-def _plan(tensors: dict[str, torch.Tensor]) -> tuple[dict, list[memoryview], int]:
-    """(tensor table, byte views in payload order, payload size), ordered as safetensors orders
-    them (widest dtype first, then by name) so every tensor stays aligned."""
-    ready = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    order = sorted(ready, key=lambda k: (-ready[k].element_size(), k))
-    table, views, offset = {}, [], 0
+def _table(specs: dict[str, tuple[torch.dtype, list[int]]]) -> tuple[dict, list[str], int]:
+    """(tensor table, names in payload order, payload size) for tensors of these (dtype, shape),
+    ordered as safetensors orders them (widest dtype first, then by name) so every tensor stays aligned."""
+    for name, (dtype, _) in specs.items():
+        if dtype not in _NAMES:
+            raise UserError(f"tensor {name!r}: dtype {dtype} cannot be stored")
+    width = {name: torch.empty(0, dtype=dtype).element_size() for name, (dtype, _) in specs.items()}
+    order = sorted(specs, key=lambda k: (-width[k], k))
+    table, offset = {}, 0
     for name in order:
-        t = ready[name]
-        if t.dtype not in _NAMES:
-            raise UserError(f"tensor {name!r}: dtype {t.dtype} cannot be stored")
-        raw = t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.empty(0, np.uint8)
-        table[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape),
-                       "data_offsets": [offset, offset + raw.nbytes]}
-        views.append(memoryview(raw))
-        offset += raw.nbytes
-    return table, views, offset
+        dtype, shape = specs[name]
+        size = width[name]
+        for d in shape:
+            size *= int(d)
+        table[name] = {"dtype": _NAMES[dtype], "shape": [int(d) for d in shape], "data_offsets": [offset, offset + size]}
+        offset += size
+    return table, order, offset
+
+
+def _bytes_of(t: torch.Tensor) -> memoryview:
+    """A tensor's raw bytes, as a view (a copy only where it is not a contiguous CPU tensor)."""
+    t = t.detach().cpu().contiguous()
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.empty(0, np.uint8))
+
+
+def _specs(tensors: dict[str, torch.Tensor]) -> dict:
+    return {name: (t.dtype, list(t.shape)) for name, t in tensors.items()}
 
 
 def _head_bytes(header: dict, table: dict) -> bytes:
@@ -114,18 +125,26 @@ def _head_bytes(header: dict, table: dict) -> bytes:
     return len(text).to_bytes(8, "little") + text
 
 
-def _prepare(header: dict, tensors: dict[str, torch.Tensor]):
+def _full_header(header: dict) -> dict:
     if DIGEST_KEY in header or V1_DIGEST_KEY in header:
         raise UserError(f"header fields {DIGEST_KEY!r} and {V1_DIGEST_KEY!r} are the file's own")
     # the digest's key first, so its slot is the first one in the header (nested meta may hold another)
-    full = {DIGEST_KEY: _PLACEHOLDER, "format": MAGIC_KEY, "format_version": FORMAT_VERSION, **header}
-    table, views, payload = _plan(tensors)
-    return full, table, views, payload
+    return {DIGEST_KEY: _PLACEHOLDER, "format": MAGIC_KEY, "format_version": FORMAT_VERSION, **header}
 
 
 def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> int:
     """Write a .rinr file atomically, serializing once; returns its size in bytes."""
-    full, table, views, payload = _prepare(header, tensors)
+    return write_pieces(path, header, _specs(tensors), lambda name: [tensors[name]])
+
+
+def write_pieces(path: str | Path, header: dict, specs: dict[str, tuple[torch.dtype, list[int]]], pieces) -> int:
+    """Write a .rinr file whose tensors arrive in pieces: ``specs`` name → (dtype, shape) fixes the
+    table, and ``pieces(name)`` yields that tensor's pieces in order (row blocks, say: each piece's
+    bytes follow the last), so a set larger than memory is written without ever being whole. The
+    payload is hashed as it is written, the digest put in its slot before the atomic rename.
+    Returns the file's size in bytes; pieces that do not add up to the table are an error."""
+    full = _full_header(header)
+    table, order, payload = _table(specs)
     head = _head_bytes(full, table)
     key = f'{{\\"{DIGEST_KEY}\\": \\"'.encode()  # {\"file_sha256\": \" inside the JSON-quoted header
     slot = head.index(key + _PLACEHOLDER.encode()) + len(key)
@@ -133,9 +152,19 @@ def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> i
     def emit(handle) -> None:
         digest = hashlib.sha256(canonical_header(full, table))
         handle.write(head)
-        for view in views:  # hashed as written: one pass over the payload
-            handle.write(view)
-            digest.update(view)
+        for name in order:  # hashed as written: one pass over the payload
+            begin, end = table[name]["data_offsets"]
+            written = 0
+            for piece in pieces(name):
+                if piece.dtype != specs[name][0]:
+                    raise ValueError(f"tensor {name!r}: a piece of dtype {piece.dtype}, not {specs[name][0]}")
+                view = _bytes_of(piece)
+                handle.write(view)
+                digest.update(view)
+                written += view.nbytes
+                del piece, view  # released before the next piece is made
+            if written != end - begin:
+                raise ValueError(f"tensor {name!r}: its pieces hold {written} bytes, its shape {end - begin}")
         handle.seek(slot)
         handle.write(digest.hexdigest().encode())
 
@@ -145,14 +174,15 @@ def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> i
 
 def serialized_size(header: dict, tensors: dict[str, torch.Tensor]) -> int:
     """The exact size ``write`` would produce, from the tensor table alone (nothing is serialized)."""
-    full, table, _, payload = _prepare(header, tensors)
-    return len(_head_bytes(full, table)) + payload
+    table, _, payload = _table(_specs(tensors))
+    return len(_head_bytes(_full_header(header), table)) + payload
 
 
 def _serialize(tensors: dict[str, torch.Tensor], header: dict) -> bytes:
     """The bytes of a file with exactly this header (its ``format``/``format_version`` as given),
     the digest of its version filled in: for tests that build other versions or edited headers."""
-    table, views, _ = _plan(tensors)
+    table, order, _ = _table(_specs(tensors))
+    views = [_bytes_of(tensors[name]) for name in order]
     if header.get("format_version") == 1:
         digest = hashlib.sha256()
         for view in views:

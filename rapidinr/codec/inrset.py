@@ -110,6 +110,26 @@ def _as_size(size, default: tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
+def file_header(arch: Arch, height: int, width: int, images: int, has_labels: bool, class_names: list[str],
+                store: dict, meta: dict) -> dict:
+    """The .rinr header of a set (``store``: its store's fields), also for a set written in pieces
+    that is never whole in memory (the sharded encode's merge)."""
+    return {
+        "arch": arch.to_json(),
+        "coordinates": "pixel centres on [-1, 1], (x, y), row-major",
+        "output": "sin layers then linear; pixel = (out + 1) / 2",
+        "images": images,
+        "height": height,
+        "width": width,
+        "channels": arch.channels,
+        "params_per_image": arch.n_params,
+        "has_labels": has_labels,
+        "class_names": class_names,
+        **store,
+        "meta": meta,
+    }
+
+
 class INRSet:
     """N images, each a SIREN of the same architecture, with labels and per-image PSNR.
 
@@ -223,20 +243,8 @@ class INRSet:
 
     # -- file -------------------------------------------------------------------------------
     def header(self) -> dict:
-        return {
-            "arch": self.arch.to_json(),
-            "coordinates": "pixel centres on [-1, 1], (x, y), row-major",
-            "output": "sin layers then linear; pixel = (out + 1) / 2",
-            "images": len(self),
-            "height": self.height,
-            "width": self.width,
-            "channels": self.channels,
-            "params_per_image": self.arch.n_params,
-            "has_labels": self.labels is not None,
-            "class_names": self.class_names,
-            **self.store.header(),
-            "meta": self.meta,
-        }
+        return file_header(self.arch, self.height, self.width, len(self), self.labels is not None, self.class_names,
+                           self.store.header(), self.meta)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = dict(self.store.tensors())
@@ -248,16 +256,20 @@ class INRSet:
     def save(self, path: str | Path) -> int:
         """Write the set to ``path`` (atomically); returns the file's size in bytes."""
         check_labels(self.labels, self.class_names, len(self))  # what load refuses is never saved
-        if not bool(torch.isfinite(self.dense_params()).all()):  # the reader would refuse it: refuse it here
+        if not self.store.all_finite():  # the reader would refuse it: refuse it here (no dense copy of the set)
             raise UserError(f"{path}: refusing to save a set whose weights contain NaN or infinity")
-        self.file_bytes = fileformat.write(path, self.header(), self.tensors())
+        tensors = self.tensors()  # first: the store packs once, and the header reads what that packing chose
+        self.file_bytes = fileformat.write(path, self.header(), tensors)
         self.file_version = fileformat.FORMAT_VERSION
         return self.file_bytes
 
     def info(self) -> dict:
         """The facts ``rapidinr info --json`` reports (bytes from the file where there is one)."""
-        file_bytes = self.file_bytes if self.file_bytes is not None else fileformat.serialized_size(
-            self.header(), self.tensors())
+        if self.file_bytes is not None:
+            file_bytes = self.file_bytes
+        else:
+            tensors = self.tensors()  # before the header, as in save: one packing
+            file_bytes = fileformat.serialized_size(self.header(), tensors)
         head = self.store.header()
         finite = self.psnr[torch.isfinite(self.psnr)]
         return {

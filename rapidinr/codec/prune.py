@@ -191,6 +191,20 @@ def _prune_rows(params: torch.Tensor, out: torch.Tensor, positions: torch.Tensor
     out[:, positions] = (~pruned).to(out.dtype)
 
 
+COUNT_BLOCK = 1 << 16  # elements of a mask counted at once by row_counts
+
+
+def row_counts(mask: torch.Tensor) -> torch.Tensor:
+    """True entries of each row of a bool (N, K) mask → int64 (N,), a block of rows at a time:
+    ``mask.sum(dim=1)`` (and ``count_nonzero``) first turn the whole mask into int64, 8 B an entry."""
+    n, k = mask.shape
+    out = torch.empty(n, dtype=torch.int64)
+    step = max(1, COUNT_BLOCK // max(k, 1))
+    for first in range(0, n, step):
+        out[first : first + step] = mask[first : first + step].sum(dim=1)
+    return out
+
+
 def weight_sparsity(mask_or_params: torch.Tensor, arch: Arch) -> torch.Tensor:
     """Share of each image's weights (not biases) that is zero. (N,)"""
     positions = torch.cat(weight_positions(arch)).to(mask_or_params.device)
@@ -208,7 +222,7 @@ def pack_mask(nonzero: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]]:
     The smallest wins.
     """
     n, p = nonzero.shape
-    zeros = (~nonzero).sum(dim=1)  # (N,)
+    zeros = p - row_counts(nonzero)  # (N,)
     if int(zeros.sum()) == 0:
         return "none", {}
     index_bytes = 2 * int(zeros.sum()) + 2 * n
@@ -256,19 +270,68 @@ def unpack_mask(coding: str, tensors: dict[str, torch.Tensor], n: int, p: int, p
     raise UserError(f"{path}: unknown mask coding {coding!r}")
 
 
+RICE_ENCODE_BLOCK = 1 << 20  # mask entries whose zeros are coded at once (a few MB of int64 gaps)
+
+
+def _zero_gaps(nonzero: torch.Tensor):
+    """The gaps (ones before each zero) of the flattened (N, P) pattern, a block of rows at a time:
+    int64 (z,) arrays whose concatenation is the whole set's gaps, never held whole (8 B a zero)."""
+    n, p = nonzero.shape
+    step = max(1, RICE_ENCODE_BLOCK // max(p, 1))
+    last = -1  # the previous block's last zero
+    for first in range(0, n, step):
+        gaps = np.flatnonzero(~nonzero[first : first + step].cpu().numpy().reshape(-1))  # (z,) zero positions
+        if not len(gaps):
+            continue
+        gaps += first * p
+        end = int(gaps[-1])
+        gaps[1:] -= gaps[:-1] + 1  # in place: the ones before each zero
+        gaps[0] -= last + 1
+        last = end
+        yield gaps
+
+
+class _BitStream:
+    """0/1 uint8 pieces → packed bytes (most significant bit first), packed as they come."""
+
+    def __init__(self):
+        self.bytes, self.pending = [], np.zeros(0, dtype=np.uint8)
+
+    def add(self, bits: np.ndarray) -> None:
+        bits = np.concatenate([self.pending, bits]) if len(self.pending) else bits
+        whole = len(bits) // 8 * 8
+        self.bytes.append(np.packbits(bits[:whole]))
+        self.pending = bits[whole:]
+
+    def finish(self, pad: int) -> torch.Tensor:
+        tail = np.concatenate([self.pending, np.full(-len(self.pending) % 8, pad, dtype=np.uint8)])
+        return torch.from_numpy(np.concatenate([*self.bytes, np.packbits(tail)]))
+
+
 def _rice_encode(nonzero: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Golomb-Rice code of the gaps between zeros of the flattened (N, P) pattern, in two streams:
-    the quotients in unary (q ones, then a zero; padded with ones) and the K-bit remainders."""
-    zeros = np.flatnonzero(~nonzero.cpu().numpy().reshape(-1))  # (Z,) ascending
-    gaps = np.diff(zeros, prepend=-1) - 1  # ones before each zero, >= 0
-    costs = [int((gaps >> k).sum()) + len(gaps) * (1 + k) for k in range(24)]
-    k = int(np.argmin(costs))
-    quotients, remainders = gaps >> k, gaps & ((1 << k) - 1)
-    unary = np.ones(int(quotients.sum()) + len(gaps), dtype=np.uint8)
-    unary[np.cumsum(quotients + 1) - 1] = 0
-    unary = np.concatenate([unary, np.ones(-len(unary) % 8, dtype=np.uint8)])
-    bits = ((remainders[:, None] >> np.arange(k - 1, -1, -1)) & 1).astype(np.uint8).reshape(-1)
-    return k, torch.from_numpy(np.packbits(unary)), torch.from_numpy(np.packbits(bits))
+    the quotients in unary (q ones, then a zero; padded with ones) and the K-bit remainders.
+    Two passes over the gaps a block at a time (choose K, then code), so memory stays at a few
+    MB beside the two streams whatever the set's size."""
+    costs, count = np.zeros(24, dtype=np.int64), 0
+    for gaps in _zero_gaps(nonzero):
+        costs += [int((gaps >> k).sum()) for k in range(24)]
+        count += len(gaps)
+    k = int(np.argmin(costs + count * (1 + np.arange(24))))
+    unary, remainders = _BitStream(), _BitStream()
+    for gaps in _zero_gaps(nonzero):
+        ends = gaps >> k  # (z,) quotients, then (in place) each code's closing zero in this block's unary bits
+        ends += 1
+        np.cumsum(ends, out=ends)
+        bits = np.ones(int(ends[-1]), dtype=np.uint8)
+        bits[ends - 1] = 0
+        del ends
+        unary.add(bits)
+        bits = np.empty((len(gaps), k), dtype=np.uint8)  # (z, k) remainder bits, most significant first
+        for j in range(k):
+            bits[:, j] = (gaps >> (k - 1 - j)) & 1
+        remainders.add(bits.reshape(-1))
+    return k, unary.finish(pad=1), remainders.finish(pad=0)
 
 
 RICE_PIECE_BYTES = 1 << 15  # unary bytes decoded at once: at most 262,144 codes (a few MB of work)

@@ -7,6 +7,7 @@ never care how weights are kept.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rapidinr.codec.compact import CompactStore
@@ -14,6 +15,17 @@ from rapidinr.codec.prune import pack_mask, unpack_mask, weight_positions
 from rapidinr.codec.quantize import CODE_DTYPES, Layout, dequantize, quantize
 from rapidinr.core.config import Arch
 from rapidinr.core.errors import UserError
+from rapidinr.core.threads import usable_cores
+
+
+FINITE_BLOCK = 1 << 16  # elements checked at once by all_finite
+
+
+def all_finite(values: torch.Tensor) -> bool:
+    """Whether every element of a float tensor is finite, a block at a time: ``torch.isfinite`` of
+    the whole tensor builds a float copy (its ``abs``) and a bool mask of all of it."""
+    flat = values.reshape(-1)
+    return all(bool(torch.isfinite(flat[i : i + FINITE_BLOCK]).all()) for i in range(0, flat.numel(), FINITE_BLOCK))
 
 
 class DenseStore:
@@ -43,15 +55,30 @@ class DenseStore:
         """float32 weights of the images at ``indices`` (B,) → (B, P)."""
         return self.params.index_select(0, indices)
 
+    def with_rows(self, n: int) -> "DenseStore":
+        """An empty store of ``n`` rows shaped like this one, for :meth:`put_rows` to fill chunk by chunk."""
+        return DenseStore(torch.zeros(n, self.params.shape[1]))
+
+    def put_rows(self, first: int, part: "DenseStore") -> None:
+        self.params[first : first + len(part)] = part.params
+
+    def all_finite(self) -> bool:
+        return all_finite(self.params)
+
     def dense(self) -> torch.Tensor:
         return self.params
 
     def sparsity(self) -> float:
-        return float((self.params == 0).float().mean()) if self.params.numel() else 0.0
+        total = self.params.numel()  # count_nonzero over the whole tensor: no (N, P) temporary
+        return (total - int(torch.count_nonzero(self.params))) / total if total else 0.0
 
     def header(self) -> dict:
-        return {"param_encoding": self.encoding, "quant_bits": 32, "quant_layers": "none",
-                "sparsity": round(self.sparsity(), 6)}
+        return self.header_for(self.sparsity())
+
+    @classmethod
+    def header_for(cls, sparsity: float) -> dict:
+        """The store's header fields for weights with this share of zeros (no store needed)."""
+        return {"param_encoding": cls.encoding, "quant_bits": 32, "quant_layers": "none", "sparsity": round(sparsity, 6)}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"params": self.params}
@@ -61,7 +88,7 @@ class DenseStore:
         params = tensors.get("params")
         if params is None or params.dtype != torch.float32 or tuple(params.shape) != (n, p):
             raise UserError(f"{path}: weights missing or not float32 ({n}, {p})")
-        if not torch.isfinite(params).all():
+        if not all_finite(params):
             raise UserError(f"{path}: weights contain NaN or infinity")
         return cls(params)
 
@@ -82,32 +109,59 @@ _ST_DTYPES = {torch.int8: "I8", torch.int16: "I16", torch.float32: "F32", torch.
 _ST_BACK = {v: k for k, v in _ST_DTYPES.items()}
 
 
-def _shuffle(raw: bytes, width: int) -> bytes:
-    """Byte planes of fixed-width numbers (all first bytes, then all second...): helps zstd."""
-    if width == 1 or not raw:
-        return raw
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(-1, width).t().contiguous().numpy().tobytes()
+ZSTD_FRAME_BYTES = 4 << 20  # raw bytes per zstd frame: frames compress in parallel and decode one at a time
 
 
-def _unshuffle(raw: bytes, width: int) -> bytes:
-    if width == 1 or not raw:
-        return raw
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(width, -1).t().contiguous().numpy().tobytes()
+def _shuffle_into(out: np.ndarray, t: torch.Tensor) -> None:
+    """A tensor's bytes as byte planes (all first bytes, then all second...: float exponents
+    compress) written into ``out`` (uint8, its size in bytes)."""
+    raw = t.contiguous().reshape(-1).view(torch.uint8).numpy() if t.numel() else np.empty(0, np.uint8)
+    width = t.element_size()
+    out[:] = raw if width == 1 else raw.reshape(-1, width).T.reshape(-1)
 
 
-def zstd_pack(tensors: dict, level: int = 19) -> tuple[list, torch.Tensor]:
-    """Tensors → (their table: [name, dtype, shape, raw bytes] each, in name order; one zstd frame
-    (uint8) of their bytes, each tensor's byte planes shuffled first so float exponents compress)."""
+def _unshuffle(planes: np.ndarray, dtype: torch.dtype, shape: list[int]) -> torch.Tensor:
+    """Inverse of :func:`_shuffle_into`: byte planes (uint8) → a new tensor of ``dtype`` and ``shape``."""
+    width = torch.empty(0, dtype=dtype).element_size()
+    if not planes.size:
+        return torch.zeros(shape, dtype=dtype)
+    raw = np.ascontiguousarray(planes.reshape(width, -1).T) if width > 1 else planes.copy()
+    return torch.from_numpy(raw.reshape(-1)).view(dtype).reshape(shape)
+
+
+def zstd_pack(tensors: dict, level: int = 19, threads: int | None = None,
+              consume: bool = False) -> tuple[list, torch.Tensor, list[int]]:
+    """Tensors → (their table: [name, dtype, shape, raw bytes] each, in name order; their bytes
+    through zstd (uint8); the size of each zstd frame in it). Each tensor's byte planes are shuffled first; the stream is cut into
+    frames of ``ZSTD_FRAME_BYTES`` compressed in parallel on ``threads`` threads (default: the
+    cores this process may use). Each frame is an independent zstd frame, exactly what a
+    single-threaded compressor makes of that piece, so the bytes never depend on the thread count
+    and a stream of one frame (up to 4 MiB) is byte for byte the single-frame stream earlier
+    versions wrote. ``consume``: take each tensor out of ``tensors`` once it is in the stream."""
     import zstandard  # the optional lossless stage: imported only when a file uses it
 
-    table, parts = [], []
+    table, total = [], 0
     for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        raw = _shuffle(t.numpy().tobytes(), t.element_size())
-        table.append([name, _ST_DTYPES[t.dtype], list(t.shape), len(raw)])
-        parts.append(raw)
-    packed = zstandard.ZstdCompressor(level=level).compress(b"".join(parts))
-    return table, torch.frombuffer(bytearray(packed), dtype=torch.uint8)
+        t = tensors[name]
+        table.append([name, _ST_DTYPES[t.dtype], list(t.shape), t.numel() * t.element_size()])
+        total += table[-1][3]
+    raw, offset = np.empty(total, np.uint8), 0  # the shuffled stream, made once
+    for entry in table:
+        _shuffle_into(raw[offset : offset + entry[3]], tensors[entry[0]])
+        if consume:
+            del tensors[entry[0]]  # the caller's copy goes as the stream fills: never both whole
+        offset += entry[3]
+    pieces = [raw[i : i + ZSTD_FRAME_BYTES] for i in range(0, total, ZSTD_FRAME_BYTES)] or [raw]
+    frames = zstandard.ZstdCompressor(level=level).multi_compress_to_buffer(
+        pieces, threads=threads if threads is not None else usable_cores())
+    del raw, pieces
+    packed = np.empty(sum(len(frames[i]) for i in range(len(frames))), np.uint8)
+    at = 0
+    for i in range(len(frames)):
+        frame = np.frombuffer(frames[i], np.uint8)
+        packed[at : at + len(frame)] = frame
+        at += len(frame)
+    return table, torch.from_numpy(packed), [len(frames[i]) for i in range(len(frames))]
 
 
 class PackedStore:
@@ -131,7 +185,7 @@ class PackedStore:
         self.wide = wide  # (N, R) int16: biases kept at 16 bits beside 8-bit weights (else empty)
         self.scales = scales.float()  # (N, S) float32
         self.full = full.float()  # (N, F) float32
-        self._packed = None
+        self._head = None  # the header fields of the last packing (its mask coding, zstd table)
 
     @property
     def bits(self) -> int:
@@ -173,44 +227,85 @@ class PackedStore:
     def dense(self) -> torch.Tensor:
         return self.gather(torch.arange(len(self), device=self.device))
 
-    def _nonzero(self) -> torch.Tensor:
-        """bool (N, P): which parameters are not zero."""
-        out = torch.ones(len(self), self.layout.n_params, dtype=torch.bool, device=self.device)
-        out[:, self.layout.quantized] = self.codes != 0
-        out[:, self.layout.wide] = self.wide != 0
-        out[:, self.layout.full] = self.full != 0
-        return out
+    def parts(self) -> dict[str, torch.Tensor]:
+        """The row-aligned tensors this store is made of (a checkpointed chunk saves them)."""
+        return {"codes": self.codes, "wide": self.wide, "scales": self.scales, "full": self.full}
+
+    def with_rows(self, n: int) -> "PackedStore":
+        """An empty store of ``n`` rows laid out like this one, for :meth:`put_rows` to fill chunk by chunk
+        (one allocation of the set's compact form; no float copy of the whole set)."""
+        empty = {k: torch.zeros(n, *v.shape[1:], dtype=v.dtype) for k, v in self.parts().items()}
+        return self.like(empty)
+
+    def like(self, parts: dict[str, torch.Tensor]) -> "PackedStore":
+        """A store of ``parts`` (as :meth:`parts` names them) with this store's layout and lossless stage."""
+        return PackedStore(parts["codes"], parts["wide"], parts["scales"], parts["full"], self.arch, self.layout.bits,
+                           self.layout.layers, self.layout.bias_bits, self.lossless)
+
+    def put_rows(self, first: int, part: "PackedStore") -> None:
+        for name, rows in part.parts().items():
+            getattr(self, name)[first : first + len(part)] = rows
+        self._head = None
+
+    def all_finite(self) -> bool:
+        """Whether every weight decodes finite (the largest code on each scale bounds them; no dense copy)."""
+        return all_finite(self.scales * (2**15 - 1)) and all_finite(self.full)
+
+    def _columns(self):
+        """(name, tensor (N, K) on the CPU, positions (K,) into P) of each part of the weights."""
+        layout = self.layout.to("cpu")
+        return [("codes", self.codes.cpu(), layout.quantized), ("wide", self.wide.cpu(), layout.wide),
+                ("values", self.full.cpu(), layout.full)]
 
     def sparsity(self) -> float:
+        """Share of all parameters that are zero, counted part by part (no (N, P) pattern is built)."""
         total = len(self) * self.layout.n_params
-        return float((~self._nonzero()).sum()) / total if total else 0.0
+        zeros = sum(t.numel() - int(torch.count_nonzero(t)) for _, t, _ in self._columns())
+        return zeros / total if total else 0.0
 
     def _pack(self) -> tuple[dict, dict]:
-        """(header fields, file tensors), computed once."""
-        if self._packed is None:
-            maskable = _maskable(self.arch)
-            stored = torch.ones(len(self), self.layout.n_params, dtype=torch.bool)  # biases: always stored
-            stored[:, maskable] = self._nonzero().cpu()[:, maskable]
-            coding, tensors = pack_mask(stored[:, maskable])
-            layout = self.layout.to("cpu")
-            tensors["codes"] = self.codes.cpu()[stored[:, layout.quantized]]  # (K_q,) image-major
-            tensors["wide"] = self.wide.cpu()[stored[:, layout.wide]]  # (K_r,)
-            tensors["values"] = self.full.cpu()[stored[:, layout.full]]  # (K_f,)
-            tensors["scales"] = self.scales.cpu()
-            head = {"mask_coding": coding, "lossless": self.lossless or "none",
-                    "quant_bias_bits": self.layout.bias_bits}
-            if self.lossless == "zstd":
-                head["packed"], frame = zstd_pack(tensors)
-                tensors = {"zstd": frame}
-            self._packed = (head, tensors)
-        return self._packed
+        """(header fields, file tensors), computed afresh: the file tensors are a second copy of the
+        set's weights, so they live only while a file is written (the small header is kept).
+
+        The mask covers the weight matrices' positions (``_maskable``, in that order); a part's
+        stored values are its nonzero weights and all its biases, image-major. Built part by part:
+        no (N, P) pattern of the whole set."""
+        maskable = _maskable(self.arch)
+        rank = torch.full((self.layout.n_params,), -1, dtype=torch.long)
+        rank[maskable] = torch.arange(maskable.numel())  # position → its column in the mask, or -1 (a bias)
+        nonzero = torch.empty(len(self), maskable.numel(), dtype=torch.bool)  # (N, G)
+        columns = self._columns()
+        for _, values, positions in columns:
+            inside = rank[positions] >= 0  # (K,) which of the part's columns the mask covers
+            # index_copy_, not nonzero[:, cols] = ...: advanced indexing builds an int64 index per entry
+            nonzero.index_copy_(1, rank[positions[inside]], values[:, inside] != 0)
+        coding, tensors = pack_mask(nonzero)
+        del nonzero
+        for name, values, positions in columns:
+            inside = rank[positions] >= 0
+            keep = values != 0 if bool(inside.all()) else (values != 0) | ~inside  # biases: stored whatever their value
+            # numpy's boolean indexing: torch's (values[keep], masked_select) builds int64 indices, 16 B a value
+            tensors[name] = torch.from_numpy(values.numpy()[keep.numpy()])  # (K_kept,) image-major
+            del keep
+        tensors["scales"] = self.scales.cpu()
+        head = {"mask_coding": coding, "lossless": self.lossless or "none", "quant_bias_bits": self.layout.bias_bits}
+        if self.lossless == "zstd":
+            head["packed"], frame, frames = zstd_pack(tensors, consume=True)
+            if len(frames) > 1:  # one frame: the header earlier versions wrote (and read)
+                head["zstd_frames"] = frames
+            tensors = {"zstd": frame}
+        self._head = head
+        return head, tensors
 
     def header(self) -> dict:
+        """The file header's store fields (from the last :meth:`tensors`, else packed now to learn them)."""
+        head = self._head if self._head is not None else self._pack()[0]
         return {"param_encoding": self.encoding, "quant_bits": self.layout.bits, "quant_layers": self.layout.layers,
-                "sparsity": round(self.sparsity(), 6), **self._pack()[0]}
+                "sparsity": round(self.sparsity(), 6), **head}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return dict(self._pack()[1])
+        """The file's tensors, packed afresh (call it before :meth:`header`: one packing serves both)."""
+        return self._pack()[1]
 
     @classmethod
     def from_tensors(cls, path, tensors: dict, header: dict, n: int, p: int) -> "PackedStore":
@@ -225,26 +320,31 @@ class PackedStore:
         except (KeyError, TypeError, ValueError, UserError):
             raise UserError(f"{path}: header field 'arch' is missing or invalid") from None
         if lossless == "zstd":
-            tensors = _unzip(path, tensors, header.get("packed"))
+            tensors = _unzip(path, tensors, header.get("packed"), header.get("zstd_frames"))
         elif lossless != "none":
             raise UserError(f"{path}: unknown lossless stage {lossless!r}")
         layout = Layout(arch, layers, bits, None if bits == 32 else bias_bits)
         maskable = _maskable(arch)
-        stored = torch.ones(n, p, dtype=torch.bool)
-        stored[:, maskable] = unpack_mask(header.get("mask_coding"), tensors, n, maskable.numel(), path)
+        nonzero = unpack_mask(header.get("mask_coding"), tensors, n, maskable.numel(), path)  # (N, G)
+        rank = torch.full((p,), -1, dtype=torch.long)
+        rank[maskable] = torch.arange(maskable.numel())  # position → its mask column, or -1 (a bias: stored)
         parts = {}
         for name, positions, dtype, limit in [
                 ("codes", layout.quantized, CODE_DTYPES.get(bits, torch.int8), 2 ** (min(bits, 16) - 1) - 1),
                 ("wide", layout.wide, torch.int16, 2**15 - 1), ("values", layout.full, torch.float32, None)]:
-            flat, where = tensors.get(name), stored[:, positions]
-            if flat is None or flat.dtype != dtype or tuple(flat.shape) != (int(where.sum()),):
+            inside = rank[positions] >= 0  # (K,)
+            where = torch.ones(n, positions.numel(), dtype=torch.bool)  # (N, K): which values the file holds
+            where.index_copy_(1, inside.nonzero().flatten(), nonzero.index_select(1, rank[positions[inside]]))
+            flat = tensors.get(name)
+            if flat is None or flat.dtype != dtype or tuple(flat.shape) != (int(torch.count_nonzero(where)),):
                 raise UserError(f"{path}: compressed weights missing or malformed ({name})")
-            if limit is not None and flat.numel() and int(flat.to(torch.int32).abs().max()) > limit:
+            if limit is not None and flat.numel() and max(int(flat.max()), -int(flat.min())) > limit:
                 raise UserError(f"{path}: quantized codes out of range")
-            if limit is None and not torch.isfinite(flat).all():
+            if limit is None and not all_finite(flat):
                 raise UserError(f"{path}: weights contain NaN or infinity")
-            parts[name] = torch.zeros(n, positions.numel(), dtype=dtype)
-            parts[name][where] = flat
+            parts[name] = torch.zeros(n, positions.numel(), dtype=dtype).masked_scatter_(where, flat)  # no int64 index
+            del where
+        del nonzero
         scales = tensors.get("scales")
         if scales is None or scales.dtype != torch.float32 or tuple(scales.shape) != (n, layout.groups):
             raise UserError(f"{path}: quantization scales missing or malformed")
@@ -259,39 +359,74 @@ def _maskable(arch) -> torch.Tensor:
     return torch.cat(weight_positions(arch))
 
 
-def _unzip(path, tensors: dict, table) -> dict:
-    """Undo the zstd stage: one uint8 blob → the named tensors its table lists."""
+def _unzip(path, tensors: dict, table, frames=None) -> dict:
+    """Undo the zstd stage: a uint8 blob of zstd frames (``frames``: their sizes, from the header's
+    ``zstd_frames``; absent: one frame) → the named tensors its table lists. Frames are decoded
+    one at a time and each tensor is unshuffled as soon as its bytes are in, so memory holds one
+    tensor's planes beside the tensors, never the whole stream."""
     blob = tensors.get("zstd")
     if blob is None or blob.dtype != torch.uint8 or not isinstance(table, list):
         raise UserError(f"{path}: zstd payload missing or malformed")
+    frames = [blob.numel()] if frames is None else frames
+    if (not isinstance(frames, list) or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in frames)
+            or sum(frames) != blob.numel()):
+        raise UserError(f"{path}: zstd frame sizes do not match the payload")
     try:
         import zstandard
     except ImportError:
         raise UserError(f"{path}: written with the zstd stage; install zstandard to read it") from None
-    try:
-        total = sum(int(entry[3]) for entry in table)
-        if not 0 <= total <= 1024 * blob.numel() + (64 << 20):  # a zstd bomb, not shuffled weights
-            raise ValueError(total)
-        raw = zstandard.ZstdDecompressor().decompress(blob.numpy().tobytes(), max_output_size=total)
-    except (zstandard.ZstdError, TypeError, ValueError, IndexError, KeyError, OverflowError):
-        raise UserError(f"{path}: zstd payload is corrupt") from None
-    out, offset = {}, 0
+    waiting = []  # (name, dtype, shape, bytes) of the tensors still to fill, in stream order
     for entry in table:
         try:
             name, dtype, shape, size = str(entry[0]), _ST_BACK[entry[1]], [int(s) for s in entry[2]], int(entry[3])
         except (KeyError, TypeError, ValueError, IndexError):
             raise UserError(f"{path}: zstd table is malformed") from None
-        width = torch.empty(0, dtype=dtype).element_size()
         count = 1
         for s in shape:
             count *= s
-        if size != count * width or offset + size > len(raw) or min(shape, default=0) < 0:
+        if min(shape, default=0) < 0 or size != count * torch.empty(0, dtype=dtype).element_size():
             raise UserError(f"{path}: zstd table does not match its payload")
-        chunk = _unshuffle(raw[offset : offset + size], width)
-        out[name] = (torch.frombuffer(bytearray(chunk), dtype=dtype).reshape(shape) if size
-                     else torch.zeros(shape, dtype=dtype))
-        offset += size
-    if offset != len(raw):
+        waiting.append((name, dtype, shape, size))
+    left = sum(e[3] for e in waiting)  # bytes the frames must still give
+    if not 0 <= left <= 1024 * blob.numel() + (64 << 20):  # a zstd bomb, not shuffled weights
+        raise UserError(f"{path}: zstd payload is corrupt")
+    out, pending, have, at, data = {}, [], 0, 0, blob.numpy()
+
+    def take(size: int) -> np.ndarray:  # the next ``size`` decoded bytes, as one array
+        parts, need = [], size
+        while need:
+            parts.append(pending[0][:need])
+            pending[0] = pending[0][need:]
+            if not len(pending[0]):
+                pending.pop(0)
+            need -= len(parts[-1])
+        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.empty(0, np.uint8))
+
+    def drain() -> None:  # every tensor whose bytes are all in
+        nonlocal have
+        while waiting and have >= waiting[0][3]:
+            name, dtype, shape, size = waiting.pop(0)
+            out[name] = _unshuffle(take(size), dtype, shape)
+            have -= size
+
+    try:
+        drain()  # tensors of no bytes before the first frame
+        for size in frames:
+            frame = data[at : at + size]
+            at += size
+            expected = zstandard.frame_content_size(frame)
+            if not 0 <= expected <= left:  # unknown (-1) or more than the table lists: never allocated
+                raise ValueError("frame size")
+            chunk = zstandard.ZstdDecompressor().decompress(frame, max_output_size=expected)
+            if len(chunk) != expected:
+                raise ValueError("frame size")
+            left -= expected
+            pending.append(np.frombuffer(chunk, np.uint8))
+            have += expected
+            drain()
+    except (zstandard.ZstdError, ValueError):
+        raise UserError(f"{path}: zstd payload is corrupt") from None
+    if waiting or have or left:
         raise UserError(f"{path}: zstd table does not match its payload")
     return out
 

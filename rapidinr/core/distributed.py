@@ -59,9 +59,20 @@ def local_device(device: torch.device, place: Rank) -> torch.device:
     return device
 
 
-def barrier() -> None:
+def barrier(group=None) -> None:
+    """Wait for every rank (of ``group``, default: the whole job); a no-op outside torchrun."""
     if dist.is_initialized():
-        dist.barrier()
+        dist.barrier(group=group)
+
+
+def waiting_group(timeout_s: float):
+    """A gloo group of every rank whose barriers wait up to ``timeout_s`` (collective: every rank
+    calls it): for waits as long as the work between them (a merge of many shards), which the
+    job's own group, made with a timeout of minutes (perhaps by the caller, perhaps NCCL), would
+    cut short. None outside torchrun."""
+    if not dist.is_initialized():
+        return None
+    return dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout_s))
 
 
 def finish() -> None:

@@ -5,6 +5,9 @@ round 2  L1-unstructured pruning of a fixed share, retrain with the mask    -> o
 round 3  dynamic pruning: ratio from each image's PSNR by a schedule, retrain -> optional
 quantize hidden (or all) layers to 8/16 bits, optional quantization-aware fine-tuning
 
+Every step works image by image, so rounds 2-3 and quantization run a chunk at a time
+(:func:`compress_chunk`; the file encoder checkpoints each compressed chunk) and equal a pass over
+the whole set; only the compact store's bit allocation needs the whole set at once.
 Every retraining goes through ``fit.fit`` with the mask, which keeps pruned weights exactly zero.
 The PSNR that drives round 3 is the one PSNR (8-bit rounded decode) after the round before.
 The result is an INRSet whose store is a :class:`~rapidinr.codec.store.PackedStore` (or the plain
@@ -103,11 +106,31 @@ class CompressConfig:
                 "compact": self.compact.to_json() if self.compact else None}
 
 
-def _round(name: str, params, arch, images, device, seconds: float, **extra) -> dict:
+def round_stats(name: str, params, arch, images, device, seconds: float, **extra) -> dict:
+    """One round's statistics for a chunk: per-image PSNR and weight sparsity (``_psnr``,
+    ``_sparsity``, (n,)), merged over the set's chunks by :func:`merge_rounds`."""
     psnr = measure_weights(params, arch, images, device)
-    return {"round": name, "psnr_mean": float(psnr.mean()) if psnr.numel() else None,
-            "weight_sparsity": float(weight_sparsity(params, arch).mean()) if len(params) else 0.0,
-            "seconds": round(seconds, 3), **extra, "_psnr": psnr}
+    sparsity = weight_sparsity(params, arch) if len(params) else torch.zeros(0)
+    return {"round": name, "seconds": seconds, **extra, "_psnr": psnr, "_sparsity": sparsity}
+
+
+def merge_rounds(chunks: list[list[dict]]) -> tuple[list[dict], torch.Tensor]:
+    """Every chunk's rounds (:func:`round_stats`, in the same order in each) → the set's rounds as
+    ``meta["compression"]["rounds"]`` records them (means over all images, seconds summed), and
+    the last round's PSNR (N,)."""
+    out, last = [], torch.zeros(0)
+    for parts in zip(*chunks):
+        psnr = torch.cat([p["_psnr"] for p in parts])  # (N,)
+        sparsity = torch.cat([p["_sparsity"] for p in parts])  # (N,)
+        extra = {k: v for k, v in parts[0].items() if k not in ("round", "seconds") and not k.startswith("_")}
+        if "_ratio" in parts[0]:
+            ratio = torch.cat([p["_ratio"] for p in parts])  # (N,)
+            extra["ratio_mean"] = float(ratio.mean()) if len(ratio) else 0.0
+        out.append({"round": parts[0]["round"], "psnr_mean": float(psnr.mean()) if psnr.numel() else None,
+                    "weight_sparsity": float(sparsity.mean()) if len(sparsity) else 0.0,
+                    "seconds": round(sum(float(p["seconds"]) for p in parts), 3), **extra})
+        last = psnr
+    return out, last
 
 
 def retrain(images, params, mask, arch: Arch, fit_cfg: FitConfig, prune: PruneConfig, device,
@@ -143,7 +166,9 @@ def finetune_straight_through(images, params, arch: Arch, quantizer, steps: int,
     cfg = dataclasses.replace(fit_cfg, steps=steps, lr=lr)
     size = chunk_size_for(arch, h * w, cfg)
     out = params.clone()
-    for start in tqdm(range(0, n, size), desc="quant-finetune", disable=not progress):
+    bar = progress if isinstance(progress, tqdm) else None  # a caller's bar, advanced by images
+    for start in (range(0, n, size) if bar is not None else
+                  tqdm(range(0, n, size), desc="quant-finetune", disable=not progress)):
         adam = BatchedAdam(params[start : start + size].to(device).clone(), cfg.betas, cfg.eps)  # (b, P)
         p = adam.params
         mask = (p != 0).float() if keep_zeros else None
@@ -162,6 +187,8 @@ def finetune_straight_through(images, params, arch: Arch, quantizer, steps: int,
                 grad.add_(rate_grad(p))
             adam.step(grad, cosine_lr(cfg, step, cfg.lr), mask)
         out[start : start + size] = best.cpu()
+        if bar is not None:
+            bar.update(p.shape[0])
     return out
 
 
@@ -187,6 +214,71 @@ def compact_store(images, params, arch: Arch, cfg: CompactConfig, fit_cfg: FitCo
     return CompactStore.from_params(params, arch, bits, steps, init, cfg.store_init)
 
 
+def passes(cfg: CompressConfig | None, height: int, width: int) -> int:
+    """How many times the pipeline fits every image: round 1, each retraining round, the
+    quantization-aware fine-tuning (a progress bar over the whole encode counts images × passes)."""
+    if cfg is None or not cfg.active:
+        return 1
+    prune = cfg.prune
+    return (1 + int(prune is not None and prune.runs_l1(height, width))
+            + int(prune is not None and prune.schedule is not None)
+            + int(cfg.quant is not None and cfg.quant.finetune_steps > 0))
+
+
+def empty_store(cfg: CompressConfig, arch: Arch) -> PackedStore:
+    """A store of no images with the layout :func:`compress_chunk` gives under ``cfg``."""
+    empty = torch.zeros(0, arch.n_params)  # (0, P)
+    if cfg.quant is None:
+        return PackedStore.from_params(empty, arch, 32, lossless=cfg.lossless)
+    return PackedStore.from_params(empty, arch, cfg.quant.bits, cfg.quant.layers, cfg.lossless, cfg.quant.bias_bits)
+
+
+@dataclass
+class CompressedChunk:
+    """One chunk's compressed weights (a store of its n rows) and its rounds' statistics."""
+
+    store: PackedStore
+    rounds: list[dict]  # round_stats dicts: per-image _psnr / _sparsity (and _ratio) tensors (n,)
+
+
+def compress_chunk(images: torch.Tensor, params: torch.Tensor, arch: Arch, fit_cfg: FitConfig, cfg: CompressConfig,
+                   device="cpu", progress=False, reused: bool = True) -> CompressedChunk:
+    """Rounds 2-3 and quantization for one chunk: uint8 images (n, C, H, W) and their round-1
+    weights (n, P). Every step is per image (L1 ranks each row alone, round 3's ratio comes from
+    each image's own PSNR, scales are per image), so a set compressed chunk by chunk (and
+    checkpointed between chunks, runner.py) equals the set compressed whole."""
+    if cfg.compact is not None:
+        raise ValueError("the compact store allocates bits over the whole set: use compress()")
+    _, _, h, w = images.shape
+    params = params.cpu()
+    rounds = [round_stats("fit", params, arch, images, device, 0.0, reused=reused)]
+    prune, mask = cfg.prune, None
+    if prune is not None and prune.runs_l1(h, w):
+        start = time.perf_counter()
+        mask = l1_mask(params, arch, prune.l1_ratio, prune.scope)
+        params = retrain(images, params, mask, arch, fit_cfg, prune, device, progress)
+        rounds.append(round_stats("l1-prune", params, arch, images, device, time.perf_counter() - start,
+                             ratio=prune.l1_ratio))
+    if prune is not None and prune.schedule is not None:
+        start = time.perf_counter()
+        ratio = prune.schedule.ratio(rounds[-1]["_psnr"])  # (n,)
+        mask = l1_mask(params, arch, ratio, prune.scope, mask)
+        params = retrain(images, params, mask, arch, fit_cfg, prune, device, progress)
+        rounds.append(round_stats("dynamic-prune", params, arch, images, device, time.perf_counter() - start,
+                             schedule=prune.schedule.name, _ratio=ratio))
+    quant = cfg.quant
+    if quant is not None:
+        start = time.perf_counter()
+        if quant.finetune_steps:
+            params = finetune_quantized(images, params, arch, quant, fit_cfg, device, progress)
+        store = PackedStore.from_params(params, arch, quant.bits, quant.layers, cfg.lossless, quant.bias_bits)
+        rounds.append(round_stats(f"quantize-{quant.bits}-{quant.layers}", store.dense(), arch, images, device,
+                             time.perf_counter() - start))
+    else:
+        store = PackedStore.from_params(params, arch, 32, lossless=cfg.lossless)
+    return CompressedChunk(store, rounds)
+
+
 def compress(images: torch.Tensor, arch: Arch, fit_cfg: FitConfig, cfg: CompressConfig, device="cpu",
              init: torch.Tensor | None = None, progress: bool = True, meta: dict | None = None,
              labels: torch.Tensor | None = None, class_names: list[str] | None = None,
@@ -196,51 +288,39 @@ def compress(images: torch.Tensor, arch: Arch, fit_cfg: FitConfig, cfg: Compress
     init: round-1 weights (N, P) from an earlier fit (round 1 is then skipped, e.g. to share one
     fit between the variants of a rate-distortion sweep). Returns the INRSet on ``device`` with
     per-round statistics in ``meta["compression"]``. base: the learned init (P,) round 1 started
-    from, for the compact store's init-relative codes.
+    from, for the compact store's init-relative codes. Rounds 2-3 and quantization run chunk by
+    chunk (:func:`compress_chunk`), so no stage holds a second float copy of the whole set; the
+    compact store allocates its bits over the whole set at once.
     """
-    _, _, h, w = images.shape
-    rounds = []
+    n, _, h, w = images.shape
     start = time.perf_counter()
     params = init if init is not None else fit(images, arch, fit_cfg, device=device, progress=progress).params
     params = params.cpu()
-    rounds.append(_round("fit", params, arch, images, device, time.perf_counter() - start,
-                         reused=init is not None))
-    prune = cfg.prune
-    mask = None
-    if prune is not None and prune.runs_l1(h, w):
-        start = time.perf_counter()
-        mask = l1_mask(params, arch, prune.l1_ratio, prune.scope)
-        params = retrain(images, params, mask, arch, fit_cfg, prune, device, progress)
-        rounds.append(_round("l1-prune", params, arch, images, device, time.perf_counter() - start,
-                             ratio=prune.l1_ratio))
-    if prune is not None and prune.schedule is not None:
-        start = time.perf_counter()
-        ratio = prune.schedule.ratio(rounds[-1]["_psnr"])  # (N,)
-        mask = l1_mask(params, arch, ratio, prune.scope, mask)
-        params = retrain(images, params, mask, arch, fit_cfg, prune, device, progress)
-        rounds.append(_round("dynamic-prune", params, arch, images, device, time.perf_counter() - start,
-                             schedule=prune.schedule.name, ratio_mean=float(ratio.mean()) if len(ratio) else 0.0))
-    quant = cfg.quant
+    fit_seconds = time.perf_counter() - start
     if cfg.compact is not None:
+        rounds = [round_stats("fit", params, arch, images, device, fit_seconds, reused=init is not None)]
         start = time.perf_counter()
         store = compact_store(images, params, arch, cfg.compact, fit_cfg, device, base, progress)
-        rounds.append(_round("compact", store.dense(), arch, images, device, time.perf_counter() - start,
+        rounds.append(round_stats("compact", store.dense(), arch, images, device, time.perf_counter() - start,
                              bits=store.bits))
-    elif quant is not None:
-        start = time.perf_counter()
-        if quant.finetune_steps:
-            params = finetune_quantized(images, params, arch, quant, fit_cfg, device, progress)
-        store = PackedStore.from_params(params, arch, quant.bits, quant.layers, cfg.lossless, quant.bias_bits)
-        rounds.append(_round(f"quantize-{quant.bits}-{quant.layers}", store.dense(), arch, images, device,
-                             time.perf_counter() - start))
+        rounds, psnr = merge_rounds([rounds])
     elif cfg.active:
-        store = PackedStore.from_params(params, arch, 32, lossless=cfg.lossless)
+        size = chunk_size_for(arch, h * w, fit_cfg)
+        chunks, store = [], None
+        for first in range(0, max(n, 1), size):
+            part = compress_chunk(images[first : first + size], params[first : first + size], arch, fit_cfg, cfg,
+                                  device, progress, reused=init is not None)
+            store = part.store.with_rows(n) if store is None else store
+            store.put_rows(first, part.store)
+            chunks.append(part.rounds)
+        chunks[0][0]["seconds"] = fit_seconds
+        rounds, psnr = merge_rounds(chunks)
     else:
         store = DenseStore(params)
-    psnr = rounds[-1]["_psnr"]
+        rounds, psnr = merge_rounds([[round_stats("fit", params, arch, images, device, fit_seconds,
+                                             reused=init is not None)]])
     meta = dict(meta or {})
     if cfg.compact is not None and cfg.compact.preset:
         meta["preset"] = cfg.compact.preset
-    meta["compression"] = {**cfg.to_json(), "rounds": [{k: v for k, v in r.items() if k != "_psnr"}
-                                                        for r in rounds]}
+    meta["compression"] = {**cfg.to_json(), "rounds": rounds}
     return INRSet(store, arch, h, w, labels, class_names, psnr, meta).to(device)

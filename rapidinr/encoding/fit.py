@@ -198,7 +198,7 @@ def fit(
     init: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     seed_offset: int = 0,
-    progress: bool = True,
+    progress=True,
     on_chunk=None,
     start_chunk: int = 0,
     on_check=None,
@@ -212,6 +212,8 @@ def fit(
     start_chunk skips the chunks a resumed run already has.
     on_check(step, rows (n_active,) global image indices, psnr (n_active,)): called every
     ``cfg.check_every`` steps of the first fit of each chunk (benchmarks trace PSNR with it).
+    progress: True/False for a bar of its own, or a tqdm bar to advance by ``n`` images (a caller
+    fitting a set chunk by chunk keeps one bar over all of it).
     """
     n, c, h, w = images.shape
     device = torch.device(device)
@@ -220,8 +222,9 @@ def fit(
     out = torch.empty(n, arch.n_params)
     out_psnr = torch.empty(n)
     refits = image_steps = 0
-    bar = tqdm(total=float(n), unit="img", desc="encode", disable=not progress, smoothing=0.1,
-               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+    owned = not isinstance(progress, tqdm)
+    bar = image_bar(float(n), "encode", bool(progress)) if owned else progress
+    origin = bar.n  # where this fit's images start on a caller's bar
     bar.update(min(start_chunk * size, n))
     with matmul_precision(cfg.precision, device):  # tf32 on a GPU when asked; float32 otherwise
         for index, start in enumerate(range(0, n, size)):
@@ -251,8 +254,15 @@ def fit(
             best = torch.nan_to_num(best, nan=0.0, posinf=0.0, neginf=0.0)  # a set never holds NaN weights
             out[start:stop] = best.cpu()
             out_psnr[start:stop] = psnr.cpu()
-            bar.update(stop - bar.n)
+            bar.update(max(0.0, origin + stop - bar.n))
             if on_chunk is not None:
                 on_chunk(index, start, FitResult(out[start:stop], out_psnr[start:stop], refits, image_steps))
-    bar.close()
+    if owned:
+        bar.close()
     return FitResult(out, out_psnr, refits, image_steps)
+
+
+def image_bar(total: float, desc: str, enabled: bool = True) -> tqdm:
+    """A progress bar counting (fractional) images, as fit advances it."""
+    return tqdm(total=total, unit="img", desc=desc, disable=not enabled, smoothing=0.1,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}, {rate_fmt}{postfix}]")

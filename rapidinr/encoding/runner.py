@@ -19,8 +19,10 @@ from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.core.files import remove_stale_temporaries, write_atomic
 from rapidinr.core.threads import encoder_threads
-from rapidinr.encoding.compress import compress
-from rapidinr.encoding.fit import chunk_size_for, fit
+from rapidinr.codec.store import DenseStore, PackedStore
+from rapidinr.encoding.compress import (CompressedChunk, compress, compress_chunk, empty_store, merge_rounds, passes,
+                                        round_stats)
+from rapidinr.encoding.fit import chunk_size_for, fit, image_bar
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
 from rapidinr.sources.datasets import ImageSet
 
@@ -127,14 +129,15 @@ def check_memory(arch: Arch, height: int, width: int, cfg: FitConfig) -> None:
 
 
 def _finish(images, params, arch: Arch, cfg: FitConfig, compression, dev, meta: dict, labels, class_names,
-            progress: bool, base: torch.Tensor | None = None) -> INRSet:
+            progress: bool, base: torch.Tensor | None = None, psnr: torch.Tensor | None = None) -> INRSet:
     """Round 1's weights (N, P) → the final INRSet on ``dev``: compressed (rounds 2-3 and
-    quantization, compress.py) when ``compression`` asks for it, else dense; PSNR measured."""
+    quantization, compress.py) when ``compression`` asks for it, else dense; PSNR measured
+    (unless given: (N,), measured chunk by chunk)."""
     if compression is not None and compression.active:
         return compress(images, arch, cfg, compression, dev, init=params, progress=progress,
                         meta=meta, labels=labels, class_names=class_names, base=base)
     inrs = INRSet(params, arch, images.shape[2], images.shape[3], labels, class_names, None, meta).to(dev)
-    inrs.psnr = measure_set(inrs, images)
+    inrs.psnr = measure_set(inrs, images) if psnr is None else psnr
     return inrs
 
 
@@ -157,11 +160,15 @@ def _fit_meta(cfg: FitConfig) -> dict:
 class Checkpoint:
     """Finished chunks of an interrupted encode, kept in ``OUT.rinr.partial/``.
 
-    Each chunk file is written atomically, so a killed run loses at most the chunk in flight.
+    Each chunk file is written atomically, so a killed run loses at most the chunk in flight:
+    ``chunk-I.rinrchunk`` holds chunk I's round-1 weights, ``packed-I.rinrchunk`` the same chunk
+    after the compression rounds and quantization (its store's tensors and every round's per-image
+    statistics), so a kill during compression loses only the chunk being compressed.
     ``manifest.json`` pins what the run was (source, sizes, architecture, fitting settings) so
     ``--resume`` never mixes chunks of two different runs, and each chunk file carries the
     fingerprint of the images it was fitted to (:func:`chunk_fingerprint`), so a chunk whose
-    images changed since is refitted.
+    images changed since is refitted; a packed chunk also carries its compression settings.
+    Chunks are read back one at a time, as the encode reaches them (never the whole set at once).
     """
 
     def __init__(self, out: Path, manifest: dict):
@@ -171,8 +178,8 @@ class Checkpoint:
     def exists(self) -> bool:
         return self.dir.exists()
 
-    def start(self, resume: bool) -> dict[int, tuple[torch.Tensor, torch.Tensor, int]]:
-        """Open the folder; with ``resume``, return the finished chunks {index: (params, psnr, refits)}."""
+    def start(self, resume: bool) -> None:
+        """Open the folder (emptied unless ``resume``); refuse a folder of another run's chunks."""
         if not resume:
             shutil.rmtree(self.dir, ignore_errors=True)
         try:
@@ -190,21 +197,74 @@ class Checkpoint:
                                 "rerun with the same options, or use --overwrite to start over")
         else:
             write_atomic(manifest_path, json.dumps(self.manifest, sort_keys=True).encode())
-        done = {}
-        for path in sorted(self.dir.glob("chunk-*.rinrchunk")):
-            try:
-                header, tensors, _ = fileformat.read(path)
-                index = int(header["chunk"])
-                done[index] = (tensors["params"], tensors["psnr"], int(header.get("refits", 0)),
-                               str(header["fingerprint"]))
-            except (UserError, KeyError, ValueError, TypeError):
-                path.unlink(missing_ok=True)  # a damaged checkpoint is refitted, not trusted
-        return done
+
+    def _read(self, name: str, fingerprint: str):
+        """(header, tensors) of a chunk file made from the same images, else None; a damaged file
+        (or one of other images) is removed: its chunk is done again, never trusted."""
+        path = self.dir / name
+        if not path.exists():
+            return None
+        try:
+            header, tensors, _ = fileformat.read(path)
+            if str(header["fingerprint"]) == fingerprint:
+                return header, tensors
+        except (UserError, KeyError, ValueError, TypeError):
+            pass
+        path.unlink(missing_ok=True)
+        return None
+
+    def fitted(self, index: int, fingerprint: str, rows: int, n_params: int):
+        """Chunk ``index``'s round-1 (params (rows, P), train PSNR (rows,), refits), or None."""
+        found = self._read(f"chunk-{index:06d}.rinrchunk", fingerprint)
+        if found is None:
+            return None
+        header, tensors = found
+        params, psnr = tensors.get("params"), tensors.get("psnr")
+        if (params is None or psnr is None or tuple(params.shape) != (rows, n_params) or params.dtype != torch.float32
+                or tuple(psnr.shape) != (rows,) or int(header.get("chunk", -1)) != index):
+            return None
+        return params, psnr, int(header.get("refits", 0))
 
     def save(self, index: int, params: torch.Tensor, psnr: torch.Tensor, refits: int, fingerprint: str) -> None:
         fileformat.write(self.dir / f"chunk-{index:06d}.rinrchunk",
                          {"chunk": index, "refits": refits, "fingerprint": fingerprint},
                          {"params": params, "psnr": psnr})
+
+    def packed(self, index: int, fingerprint: str, rows: int, settings: dict, like: PackedStore):
+        """Chunk ``index`` compressed with ``settings`` (CompressConfig.to_json()) → (CompressedChunk,
+        refits), or None. ``like``: a store of the run's layout, whose shapes the chunk must match."""
+        found = self._read(f"packed-{index:06d}.rinrchunk", fingerprint)
+        if found is None:
+            return None
+        header, tensors = found
+        try:
+            if header["compression"] != settings or int(header["chunk"]) != index:
+                return None
+            parts = {k: tensors[k] for k in like.parts()}
+            for name, t in parts.items():
+                model = like.parts()[name]
+                if t.dtype != model.dtype or tuple(t.shape) != (rows, *model.shape[1:]):
+                    return None
+            rounds = []
+            for j, entry in enumerate(header["rounds"]):
+                entry = {**entry, "_psnr": tensors[f"psnr.{j}"], "_sparsity": tensors[f"sparsity.{j}"]}
+                if f"ratio.{j}" in tensors:
+                    entry["_ratio"] = tensors[f"ratio.{j}"]
+                rounds.append(entry)
+            return CompressedChunk(like.like(parts), rounds), int(header["refits"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def save_packed(self, index: int, part: CompressedChunk, refits: int, fingerprint: str, settings: dict) -> None:
+        tensors = dict(part.store.parts())
+        for j, entry in enumerate(part.rounds):
+            tensors[f"psnr.{j}"], tensors[f"sparsity.{j}"] = entry["_psnr"], entry["_sparsity"]
+            if "_ratio" in entry:
+                tensors[f"ratio.{j}"] = entry["_ratio"]
+        rounds = [{k: v for k, v in entry.items() if not k.startswith("_")} for entry in part.rounds]
+        fileformat.write(self.dir / f"packed-{index:06d}.rinrchunk",
+                         {"chunk": index, "refits": refits, "fingerprint": fingerprint, "compression": settings,
+                          "rounds": rounds}, tensors)
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -226,7 +286,10 @@ def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device
     names, one name per image (file names: part of each chunk's fingerprint for ``resume``) and
     the source's description, written into the header.
 
-    ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs after round 1's chunks.
+    ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs on each chunk as soon
+    as round 1 has fitted it (``compress_chunk``), and the compressed chunk is checkpointed too, so
+    a killed run redoes at most the chunk in flight; the set is only ever whole in its compressed
+    form. The compact store allocates its bits over the whole set, so it still runs after round 1.
     ``init``: as for :func:`encode` (random, learned, a learned-init path or a LearnedInit).
     ``steps`` / ``lr``: as for :func:`encode`: where None, a learned init's recommended fit
     (chosen on held-out images, init_tuning.py) replaces ``cfg``'s value; with a random init, or
@@ -260,39 +323,61 @@ def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device
     if resume and not overwrite and out.exists() and not checkpoint.exists():  # never replace it unasked
         raise UserError(f"{out}: already exists and there is no interrupted run to resume "
                         "(pass --overwrite to encode it again)")
-    done = checkpoint.start(resume)
-
-    def fingerprint(index: int) -> str:
-        rows = slice(index * chunk, min((index + 1) * chunk, n))
-        return chunk_fingerprint(images[rows], names[rows] if names else None)
-
-    done = {i: d for i, d in done.items()  # a chunk of the wrong shape or other images is refitted
-            if tuple(d[0].shape) == (min(chunk, n - i * chunk), arch.n_params) and d[3] == fingerprint(i)}
-    first_missing = next(i for i in range(len(done) + 1) if i not in done)
+    checkpoint.start(resume)
     dev = resolve_device(str(device))
     cfg = dataclasses.replace(cfg, chunk_size=chunk)
-    began, start = time.time(), time.perf_counter()
-    counted = [0]  # fit reports refits summed over the run; a chunk file keeps only its own
-
-    def save_chunk(index, first_row, part):
-        checkpoint.save(index, part.params, part.train_psnr, part.refits - counted[0], fingerprint(index))
-        counted[0] = part.refits
-
+    compressing = compression is not None and compression.active and compression.compact is None
+    settings = json.loads(json.dumps(compression.to_json())) if compressing else None
+    like = empty_store(compression, arch) if compressing else None
+    base = learned.params if learned is not None else None
+    began, fit_seconds = time.time(), 0.0
+    store, rounds, refits, resumed, resumed_packed = None, [], 0, 0, 0
+    bar = image_bar(float(n * (passes(compression, h, w) if compressing else 1)), "encode", progress)
     with encoder_threads() as threads:  # no more CPU threads than the cores other processes leave free
-        result = fit(images, arch, cfg, device=dev, progress=progress, start_chunk=first_missing,
-                     on_chunk=save_chunk, on_check=_refresh(threads),
-                     init=learned.params if learned is not None else None)
-        params = result.params
-        refits = result.refits
-        for index in range(first_missing):
-            rows = slice(index * chunk, min((index + 1) * chunk, n))
-            params[rows] = done[index][0]
-            refits += done[index][2]
-        meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits,
-                "encode_seconds": round(time.perf_counter() - start, 3), "device": str(dev),
-                "resumed_chunks": first_missing, "init": init_meta}
-        inrs = _finish(images, params, arch, cfg, compression, dev, meta, labels, class_names, progress,
-                       learned.params if learned is not None else None)
+        for index, first in enumerate(range(0, n, chunk)):
+            rows = slice(first, min(first + chunk, n))
+            count, mark = rows.stop - rows.start, bar.n
+            stamp = chunk_fingerprint(images[rows], names[rows] if names else None)
+            found = checkpoint.packed(index, stamp, count, settings, like) if compressing else None
+            if found is not None:  # compressed before the kill: nothing of this chunk is redone
+                part, chunk_refits = found
+                resumed_packed += 1
+            else:
+                fitted = checkpoint.fitted(index, stamp, count, arch.n_params)
+                if fitted is not None:
+                    params, chunk_refits = fitted[0], fitted[2]
+                    resumed += 1
+                    bar.update(count)
+                else:
+                    began_fit = time.perf_counter()
+                    result = fit(images[rows], arch, cfg, device=dev, progress=bar, seed_offset=first,
+                                 on_check=_refresh(threads), init=base)
+                    fit_seconds += time.perf_counter() - began_fit
+                    params, chunk_refits = result.params, result.refits
+                    checkpoint.save(index, params, result.train_psnr, chunk_refits, stamp)
+                if compressing:
+                    part = compress_chunk(images[rows], params, arch, cfg, compression, dev, bar)
+                    checkpoint.save_packed(index, part, chunk_refits, stamp, settings)
+                else:
+                    part = CompressedChunk(DenseStore(params), [round_stats("fit", params, arch, images[rows], dev, 0.0)])
+            bar.update(max(0.0, mark + count * (bar.total / max(n, 1)) - bar.n))
+            refits += chunk_refits
+            store = part.store.with_rows(n) if store is None else store
+            store.put_rows(first, part.store)
+            rounds.append(part.rounds)
+        bar.close()
+        merged, psnr = merge_rounds(rounds)
+        meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits, "encode_seconds": round(fit_seconds, 3),
+                "device": str(dev), "resumed_chunks": resumed + resumed_packed, "init": init_meta}
+        if compressing:
+            meta["resumed_compressed_chunks"] = resumed_packed
+            merged[0]["seconds"] = round(fit_seconds, 3)
+            meta["compression"] = {**compression.to_json(), "rounds": merged}
+            inrs = INRSet(store, arch, h, w, labels, class_names, psnr, meta).to(dev)
+        else:  # no compression, or the compact store (bits allocated over the whole set at once)
+            store = store if store is not None else DenseStore(torch.zeros(0, arch.n_params))
+            inrs = _finish(images, store.params, arch, cfg, compression, dev, meta, labels, class_names, progress,
+                           base, psnr)
     inrs.save(out)
     checkpoint.remove()
     remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write

@@ -1,7 +1,8 @@
 """The sharded encode under ``torchrun``: each rank encodes a contiguous run of whole chunks to
 its own shard file, and rank 0 merges the shards into one ``.rinr`` that equals a
 single-process encode (image i is seeded by its global index, and a chunk holds the same images
-either way).
+either way). The merge streams: one shard's weights in memory at a time, written straight into
+the file; the ranks wait for it on a group whose barriers outlast any merge.
 """
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.codec.inrset import INRSet, load
+from rapidinr.codec import fileformat
+from rapidinr.codec.inrset import file_header, load
 from rapidinr.codec.store import DenseStore
-from rapidinr.core.distributed import barrier, finish, init, local_device
+from rapidinr.core.distributed import barrier, finish, init, local_device, waiting_group
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.fit import chunk_size_for
 from rapidinr.encoding.runner import encode_to_file
 from rapidinr.sources.datasets import ImageSet
+
+SHARD_WAIT_S = 7 * 24 * 3600  # how long a rank waits for the others (their shards, rank 0's merge): no
+#                               encode or merge is cut short; a rank that dies ends the job through torchrun
 
 
 def shard_range(n: int, chunk: int, rank: int, world: int) -> tuple[int, int]:
@@ -33,14 +38,15 @@ def shard_path(out: Path, rank: int, world: int) -> Path:
 
 
 def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_names=None, source: str = "",
-                   overwrite: bool = False, progress: bool = True, learned_init=None):
+                   overwrite: bool = False, progress: bool = True, learned_init=None) -> dict | None:
     """Encode this rank's shard to its own file; rank 0 then merges every shard into ``out``.
 
     learned_init: ``init`` of :func:`rapidinr.encoding.runner.encode` (one learned init shared by every rank).
 
-    Returns the merged INRSet on rank 0 and this rank's shard set elsewhere.
+    Returns the merged file's summary (:func:`merge_shards`) on rank 0, None elsewhere.
     """
     place = init(torch.device("cpu"))  # gloo: only barriers cross the processes
+    waits = waiting_group(SHARD_WAIT_S)  # the job's group may have been made with a short timeout
     device = local_device(device, place)
     out = Path(out)
     n = images.shape[0]
@@ -54,36 +60,68 @@ def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_name
         shard = ImageSet(images[start:stop], shard_labels, list(class_names or []), source=f"{source}[{start}:{stop}]")
         encode_to_file(shard, part, arch, shard_cfg, device, overwrite=True, progress=progress and place.is_main,
                        init=learned_init, steps=cfg.steps, lr=cfg.lr)  # cfg is the caller's final choice
-    barrier()
+    barrier(waits)
     merged = None
     if place.is_main:
         merged = merge_shards([shard_path(out, r, place.world) for r in range(place.world)
                                if shard_range(n, chunk, r, place.world)[1] > shard_range(n, chunk, r, place.world)[0]],
                               out, cfg, source, overwrite)
-    barrier()
+    barrier(waits)
     finish()
     return merged
 
 
-def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool = False):
-    """Concatenate shard files (in rank order) into one ``.rinr``; the shards are then removed."""
+def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool = False) -> dict:
+    """Concatenate shard files (in rank order) into one ``.rinr``; the shards are then removed.
+
+    Streams: a first pass reads each shard in turn (verified) for what is small (labels, PSNR,
+    zeros, header), a second reads each again and writes its weights straight into the file, so
+    memory holds one shard's weights at a time, never the set. Returns the merged file's summary
+    (images, file_bytes, bytes_per_image, psnr_mean)."""
     if Path(out).exists() and not overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    sets = [load(p) for p in paths]
-    first = sets[0]
-    if any(s.arch != first.arch or (s.height, s.width) != (first.height, first.width) for s in sets):
-        raise UserError(f"{out}: shards disagree on architecture or image size")
-    params = torch.cat([s.dense_params() for s in sets])  # (N, P)
-    labels = torch.cat([s.labels for s in sets]) if first.labels is not None else None
-    psnr = torch.cat([s.psnr for s in sets])
-    meta = dict(first.meta)
-    meta.update(source=source, fit={**meta.get("fit", {}), "seed": cfg.seed},
-                refits=sum(int(s.meta.get("refits", 0)) for s in sets),
-                encode_seconds=max(float(s.meta.get("encode_seconds", 0)) for s in sets),
-                shards=len(sets))
-    merged = INRSet(DenseStore(params), first.arch, first.height, first.width, labels, first.class_names,
-                    psnr, meta)
-    merged.save(out)
-    for p in paths:
-        Path(p).unlink(missing_ok=True)
-    return merged
+    shape, sizes, labels, psnr, zeros, meta = None, [], [], [], 0, {}
+    for path in paths:  # pass 1: everything but the weights
+        shard = load(path)
+        if shape is None:  # the first shard's facts (not the shard: it would stay in memory)
+            shape = (shard.arch, shard.height, shard.width, shard.labels is not None, shard.class_names)
+            meta = dict(shard.meta)
+            meta.update(refits=0, encode_seconds=0.0)
+        elif (shard.arch, shard.height, shard.width) != shape[:3]:
+            raise UserError(f"{out}: shards disagree on architecture or image size")
+        params = shard.dense_params()  # (n_shard, P)
+        sizes.append(len(shard))
+        zeros += params.numel() - int(torch.count_nonzero(params))
+        if shape[3]:
+            labels.append(shard.labels)
+        psnr.append(shard.psnr)
+        meta["refits"] += int(shard.meta.get("refits", 0))
+        meta["encode_seconds"] = max(meta["encode_seconds"], float(shard.meta.get("encode_seconds", 0)))
+        del shard, params
+    arch, height, width, has_labels, class_names = shape
+    n, p = sum(sizes), arch.n_params
+    meta.update(source=source, fit={**meta.get("fit", {}), "seed": cfg.seed}, shards=len(paths))
+    header = file_header(arch, height, width, n, has_labels, class_names, DenseStore.header_for(zeros / max(n * p, 1)),
+                         meta)
+    small = {"psnr": torch.cat(psnr)}  # (N,)
+    if has_labels:
+        small["labels"] = torch.cat(labels).long()  # (N,)
+    specs = {"params": (torch.float32, [n, p]), **{k: (v.dtype, list(v.shape)) for k, v in small.items()}}
+
+    def pieces(name: str):
+        if name != "params":
+            yield small[name]
+            return
+        for path, size in zip(paths, sizes):  # pass 2: one shard's weights at a time
+            weights = load(path).dense_params()  # (n_shard, P)
+            if len(weights) != size:
+                raise UserError(f"{path}: the shard changed during the merge")
+            yield weights
+            del weights  # before the next shard is read
+
+    file_bytes = fileformat.write_pieces(out, header, specs, pieces)
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+    finite = small["psnr"][torch.isfinite(small["psnr"])]
+    return {"images": n, "file_bytes": file_bytes, "bytes_per_image": file_bytes / max(n, 1),
+            "psnr_mean": float(finite.mean()) if finite.numel() else None}

@@ -29,7 +29,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from rapidinr.core.errors import UserError
-from rapidinr.sources.images import IMAGE_SUFFIXES, read_image, resize_images, stack_images
+from rapidinr.sources.images import IMAGE_SUFFIXES, read_image, read_images, resize_images, stack_images
 
 
 def package_data_dir() -> Path:
@@ -234,23 +234,10 @@ def load_folder(root: Path, size=None, skip_bad: bool = False, limit: int | None
         raise UserError(f"{root}: no image files found ({', '.join(sorted(IMAGE_SUFFIXES))})")
     relative = [p.relative_to(root).as_posix() for p in files]
     all_classes = sorted({n.split("/", 1)[0] for n in relative}) if all("/" in n for n in relative) else []
-    arrays, grays, names, skipped = [], [], [], []
-    for path in files:
-        if limit is not None and len(arrays) >= limit:
-            break  # --limit before decoding: the rest of the folder is never read
-        try:
-            array, gray = read_image(path, size)
-        except UserError as err:
-            if not skip_bad:
-                raise
-            skipped.append(str(err))
-            continue
-        arrays.append(array)
-        grays.append(gray)
-        names.append(path.relative_to(root).as_posix())
-    if not arrays:
+    images, used, skipped = read_images(files, size, skip_bad, limit, names=relative)  # --limit before decoding
+    if images is None or not used:
         raise UserError(f"{root}: no readable images (skipped {len(skipped)})")
-    images = stack_images(arrays, grays, names)
+    names = [relative[i] for i in used]
     labels, classes = None, []
     if all_classes:
         classes = all_classes
