@@ -17,7 +17,6 @@ from rapidinr.core.config import Arch
 from rapidinr.core.errors import UserError
 from rapidinr.core.threads import usable_cores
 
-
 FINITE_BLOCK = 1 << 16  # elements checked at once by all_finite
 
 

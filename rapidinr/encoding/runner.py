@@ -14,14 +14,21 @@ import torch
 from rapidinr.codec import fileformat
 from rapidinr.codec.inrset import INRSet, check_arch_size, check_labels
 from rapidinr.codec.measure import measure_set
+from rapidinr.codec.store import DenseStore, PackedStore
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
 from rapidinr.core.files import remove_stale_temporaries, write_atomic
 from rapidinr.core.threads import encoder_threads
-from rapidinr.codec.store import DenseStore, PackedStore
-from rapidinr.encoding.compress import (CompressedChunk, compress, compress_chunk, empty_store, merge_rounds, passes,
-                                        round_stats)
+from rapidinr.encoding.compress import (
+    CompressedChunk,
+    compress,
+    compress_chunk,
+    empty_store,
+    merge_rounds,
+    passes,
+    round_stats,
+)
 from rapidinr.encoding.fit import chunk_size_for, fit, image_bar
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
 from rapidinr.sources.datasets import ImageSet
