@@ -10,7 +10,7 @@ from rapidinr.core import siren
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.fit import fit
-from rapidinr.sources import datasets
+from rapidinr.sources import datasets, images
 from rapidinr.sources.datasets import load_default
 from rapidinr.training.augment import AugmentConfig
 
@@ -33,8 +33,8 @@ def test_limit_applies_before_decoding_a_folder(tmp_path, monkeypatch):
         for i in range(3):
             Image.new("RGB", (4, 4), (40 * i, 0, 0)).save(tmp_path / klass / f"{i}.png")
     decoded = []
-    real = datasets.read_image
-    monkeypatch.setattr(datasets, "read_image", lambda path, size: decoded.append(path) or real(path, size))
+    real = images.read_image  # the folder reader decodes through it (in this process below 64 files)
+    monkeypatch.setattr(images, "read_image", lambda path, size: decoded.append(path) or real(path, size))
     data = datasets.load_source(str(tmp_path), limit=2)
     assert len(data) == 2 and len(decoded) == 2  # not all six decoded, then cut
     assert data.class_names == ["a", "b"] and data.labels.tolist() == [0, 0]  # labels as in the whole folder
