@@ -11,6 +11,16 @@ from pathlib import Path
 
 import pytest
 
+# Both child scripts read their resident and peak memory from /proc and reset the peak (Linux).
+RSS_HELPERS = r"""
+def status(key):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
+
+def reset():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+"""
+
 SCRIPT = r"""
 import json, sys
 import torch
@@ -18,14 +28,7 @@ torch.set_num_threads(1)
 from rapidinr.codec.inrset import INRSet, load
 from rapidinr.codec.store import PackedStore
 from rapidinr.core.config import Arch
-
-def status(key):
-    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
-
-def reset():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
+""" + RSS_HELPERS + r"""
 n, lossless, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 arch = Arch.parse("2x16", 1)
 g = torch.Generator().manual_seed(0)
@@ -101,14 +104,7 @@ torch.set_num_threads(1)
 from rapidinr.codec.inrset import INRSet
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.encoding.sharded import merge_shards
-
-def status(key):
-    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
-
-def reset():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
+""" + RSS_HELPERS + r"""
 folder, shards, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 arch = Arch.parse("2x16", 1)
 paths = []
