@@ -196,3 +196,21 @@ def test_rd_allocation_spends_bits_where_they_pay_and_keeps_hidden_weights_int8(
     assert [rich[g] for g in (2, 4)] == [min(rich[2], 8), min(rich[4], 8)]  # hidden weight matrices: at most 8
     store = CompactStore.from_params(params, arch, rich)
     assert store.narrow.shape[1] >= 2 * 8 * 8  # both hidden matrices on the device as int8
+
+
+def test_the_allocations_set_psnr_in_micro_batches_equals_one_whole_set_decode():
+    """set_psnr decodes a cache-sized slice at a time (a whole-set pass page-faulted gigabytes per
+    call at 10k images); the mean PSNR must be the whole-set one."""
+    from rapidinr.core import siren
+    from rapidinr.encoding import allocation
+    from rapidinr.encoding.fit import images_to_targets, psnr_from_mse
+
+    g = torch.Generator().manual_seed(0)
+    arch = Arch.parse("3x15", 3)
+    params = torch.randn(300, arch.n_params, generator=g) * 0.1  # (N, P)
+    images = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8, generator=g)
+    assert siren.micro_batch_for(arch, 32 * 32, 300, "cpu") < 300 or torch.get_num_threads() > 1
+    with torch.no_grad():
+        out = siren.forward(params, arch, siren.coordinate_grid(32, 32))  # (N, HW, C)
+    whole = float(psnr_from_mse((out - images_to_targets(images)).square().mean(dim=(1, 2))).mean())
+    assert allocation.set_psnr(params, arch, images) == pytest.approx(whole, abs=1e-5)

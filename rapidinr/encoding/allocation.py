@@ -24,13 +24,22 @@ from rapidinr.encoding.fit import images_to_targets, psnr_from_mse
 
 
 def set_psnr(params: torch.Tensor, arch: Arch, images: torch.Tensor) -> float:
-    """Mean PSNR (dB) of the float decode of weights (N, P) against uint8 images (N, C, H, W)."""
-    _, _, h, w = images.shape
+    """Mean PSNR (dB) of the float decode of weights (N, P) against uint8 images (N, C, H, W).
+
+    Decoded a cache-sized micro-batch of images at a time (:func:`rapidinr.core.siren.micro_batch_for`):
+    the search calls this hundreds of times, and one whole-set forward pass allocated (and page-faulted)
+    gigabytes of activations on every call for a 10k-image set."""
+    n, _, h, w = images.shape
     coords = siren.coordinate_grid(h, w, device=params.device)  # (HW, 2)
-    targets = images_to_targets(images).to(params.device)  # (N, HW, C)
+    step = siren.micro_batch_for(arch, h * w, n, params.device)
+    mse = torch.empty(n, device=params.device)  # (N,)
     with torch.no_grad():
-        out = siren.forward(params, arch, coords)  # (N, HW, C)
-    return float(psnr_from_mse((out - targets).square().mean(dim=(1, 2))).mean())
+        for first in range(0, n, step):
+            rows = slice(first, first + step)
+            targets = images_to_targets(images[rows]).to(params.device)  # (b, HW, C)
+            out = siren.forward(params[rows], arch, coords)  # (b, HW, C)
+            mse[rows] = (out - targets).square().mean(dim=(1, 2))
+    return float(psnr_from_mse(mse).mean())
 
 
 def device_limits(arch: Arch) -> list[int]:
