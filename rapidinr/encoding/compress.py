@@ -225,12 +225,16 @@ def passes(cfg: CompressConfig | None, height: int, width: int) -> int:
             + int(cfg.quant is not None and cfg.quant.finetune_steps > 0))
 
 
+def packed_store(params: torch.Tensor, arch: Arch, cfg: CompressConfig) -> PackedStore:
+    """Weights (n, P) packed as ``cfg`` stores them: quantized when it quantizes, else float (pruning only)."""
+    if cfg.quant is None:
+        return PackedStore.from_params(params, arch, 32, lossless=cfg.lossless)
+    return PackedStore.from_params(params, arch, cfg.quant.bits, cfg.quant.layers, cfg.lossless, cfg.quant.bias_bits)
+
+
 def empty_store(cfg: CompressConfig, arch: Arch) -> PackedStore:
     """A store of no images with the layout :func:`compress_chunk` gives under ``cfg``."""
-    empty = torch.zeros(0, arch.n_params)  # (0, P)
-    if cfg.quant is None:
-        return PackedStore.from_params(empty, arch, 32, lossless=cfg.lossless)
-    return PackedStore.from_params(empty, arch, cfg.quant.bits, cfg.quant.layers, cfg.lossless, cfg.quant.bias_bits)
+    return packed_store(torch.zeros(0, arch.n_params), arch, cfg)  # (0, P)
 
 
 @dataclass
@@ -271,11 +275,10 @@ def compress_chunk(images: torch.Tensor, params: torch.Tensor, arch: Arch, fit_c
         start = time.perf_counter()
         if quant.finetune_steps:
             params = finetune_quantized(images, params, arch, quant, fit_cfg, device, progress)
-        store = PackedStore.from_params(params, arch, quant.bits, quant.layers, cfg.lossless, quant.bias_bits)
+    store = packed_store(params, arch, cfg)
+    if quant is not None:
         rounds.append(round_stats(f"quantize-{quant.bits}-{quant.layers}", store.dense(), arch, images, device,
                              time.perf_counter() - start))
-    else:
-        store = PackedStore.from_params(params, arch, 32, lossless=cfg.lossless)
     return CompressedChunk(store, rounds)
 
 
