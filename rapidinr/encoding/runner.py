@@ -365,8 +365,10 @@ def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device
                 if compressing:
                     part = compress_chunk(images[rows], params, arch, cfg, compression, dev, bar)
                     checkpoint.save_packed(index, part, chunk_refits, stamp, settings)
-                else:
+                elif compression is None or not compression.active:  # the file's PSNR: measured chunk by chunk
                     part = CompressedChunk(DenseStore(params), [round_stats("fit", params, arch, images[rows], dev, 0.0)])
+                else:  # the compact store: compress() measures round 1 itself, over the whole set
+                    part = CompressedChunk(DenseStore(params), [])
             bar.update(max(0.0, mark + count * (bar.total / max(n, 1)) - bar.n))
             refits += chunk_refits
             store = part.store.with_rows(n) if store is None else store
