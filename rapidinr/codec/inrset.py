@@ -130,6 +130,14 @@ def file_header(arch: Arch, height: int, width: int, images: int, has_labels: bo
     }
 
 
+def psnr_summary(psnr: torch.Tensor) -> dict:
+    """``psnr_mean`` and ``psnr_min`` of per-image PSNRs (N,) over the finite ones (a perfect fit's
+    is infinite); None when there are none."""
+    finite = psnr[torch.isfinite(psnr)]
+    return {"psnr_mean": float(finite.mean()) if finite.numel() else None,
+            "psnr_min": float(finite.min()) if finite.numel() else None}
+
+
 class INRSet:
     """N images, each a SIREN of the same architecture, with labels and per-image PSNR.
 
@@ -271,7 +279,6 @@ class INRSet:
             tensors = self.tensors()  # before the header, as in save: one packing
             file_bytes = fileformat.serialized_size(self.header(), tensors)
         head = self.store.header()
-        finite = self.psnr[torch.isfinite(self.psnr)]
         return {
             "format_version": self.file_version or fileformat.FORMAT_VERSION,
             "images": len(self),
@@ -283,8 +290,7 @@ class INRSet:
             "file_bytes": file_bytes,
             "bytes_per_image": file_bytes / max(len(self), 1),
             "bpp": 8 * file_bytes / max(len(self) * self.height * self.width, 1),
-            "psnr_mean": float(finite.mean()) if finite.numel() else None,
-            "psnr_min": float(finite.min()) if finite.numel() else None,
+            **psnr_summary(self.psnr),
             "quant_bits": head["quant_bits"],
             "quant_layers": head["quant_layers"],
             "sparsity": head["sparsity"],

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rapidinr.codec import fileformat
-from rapidinr.codec.inrset import file_header, load
+from rapidinr.codec.inrset import file_header, load, psnr_summary
 from rapidinr.codec.store import DenseStore
 from rapidinr.core.distributed import barrier, finish, init, local_device, waiting_group
 from rapidinr.core.errors import UserError
@@ -122,6 +122,5 @@ def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool
     file_bytes = fileformat.write_pieces(out, header, specs, pieces)
     for path in paths:
         Path(path).unlink(missing_ok=True)
-    finite = small["psnr"][torch.isfinite(small["psnr"])]
     return {"images": n, "file_bytes": file_bytes, "bytes_per_image": file_bytes / max(n, 1),
-            "psnr_mean": float(finite.mean()) if finite.numel() else None}
+            "psnr_mean": psnr_summary(small["psnr"])["psnr_mean"]}
