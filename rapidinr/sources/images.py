@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import warnings
 from pathlib import Path
@@ -56,23 +57,37 @@ def _failure(path, err) -> UserError:
     return UserError(f"{path}: cannot read image ({reason})")
 
 
-def probe_image(path: Path, size: tuple[int, int] | None = None) -> tuple[int, int, bool]:
-    """(H, W, is_gray) of the array :func:`read_image` returns for ``path``, from the file's header
-    (size, mode, EXIF orientation): nothing is decoded. Failures name the file, as read_image's do."""
+@contextlib.contextmanager
+def _opened_image(path: Path):
+    """``path`` opened by Pillow, refused when past :data:`MAX_PIXELS`; any failure while it is
+    open (the caller's work included) becomes one UserError naming the file."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # Pillow's palette-transparency advice
             with Image.open(path) as opened:
                 if opened.width * opened.height > MAX_PIXELS:
                     raise UserError(f"{path}: {opened.width}x{opened.height} is too large to be a training image")
-                width, height = opened.size
-                if opened.getexif().get(0x0112) in (5, 6, 7, 8):  # orientations that swap the sides
-                    width, height = height, width
-                gray = _kind(opened)[1]
+                yield opened
     except UserError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise _failure(path, err) from None
+
+
+def mixed_sizes(first_name: str, first: tuple[int, int], odd_name: str, odd: tuple[int, int]) -> UserError:
+    """The one refusal of a set whose images differ in size, naming two of them."""
+    return UserError(f"images have different sizes ({first_name} is {first[0]}x{first[1]}, {odd_name} is "
+                     f"{odd[0]}x{odd[1]}); pass --size HxW to resize them")
+
+
+def probe_image(path: Path, size: tuple[int, int] | None = None) -> tuple[int, int, bool]:
+    """(H, W, is_gray) of the array :func:`read_image` returns for ``path``, from the file's header
+    (size, mode, EXIF orientation): nothing is decoded. Failures name the file, as read_image's do."""
+    with _opened_image(path) as opened:
+        width, height = opened.size
+        if opened.getexif().get(0x0112) in (5, 6, 7, 8):  # orientations that swap the sides
+            width, height = height, width
+        gray = _kind(opened)[1]
     return (*(size if size is not None else (height, width)), gray)
 
 
@@ -81,30 +96,21 @@ def read_image(path: Path, size: tuple[int, int] | None = None) -> tuple[np.ndar
 
     Any failure becomes a UserError that names the file.
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's palette-transparency advice
-            with Image.open(path) as opened:
-                if opened.width * opened.height > MAX_PIXELS:
-                    raise UserError(f"{path}: {opened.width}x{opened.height} is too large to be a training image")
-                image = ImageOps.exif_transpose(opened)
-                image.load()
-                has_alpha, is_gray = _kind(image)
-                if image.mode == "P" and not has_alpha:
-                    image = image.convert("RGB")
-                if has_alpha:
-                    image = _flatten_alpha(image)
-                elif is_gray:
-                    image = _to_8bit(image)
-                else:
-                    image = image.convert("RGB")
-                if size is not None and (image.height, image.width) != tuple(size):
-                    image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC, reducing_gap=None)
-                return np.asarray(image, dtype=np.uint8).copy(), is_gray
-    except UserError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise _failure(path, err) from None
+    with _opened_image(path) as opened:
+        image = ImageOps.exif_transpose(opened)
+        image.load()
+        has_alpha, is_gray = _kind(image)
+        if image.mode == "P" and not has_alpha:
+            image = image.convert("RGB")
+        if has_alpha:
+            image = _flatten_alpha(image)
+        elif is_gray:
+            image = _to_8bit(image)
+        else:
+            image = image.convert("RGB")
+        if size is not None and (image.height, image.width) != tuple(size):
+            image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC, reducing_gap=None)
+        return np.asarray(image, dtype=np.uint8).copy(), is_gray
 
 
 def _read_or_error(job):
@@ -152,8 +158,7 @@ def read_images(paths: list[Path], size=None, skip_bad: bool = False, limit: int
             if len(shapes) > 1:
                 first = probes[(used + batch)[0]][:2]
                 odd = next(i for i in used + batch if probes[i][:2] != first)
-                raise UserError(f"images have different sizes ({names[(used + batch)[0]]} is {first[0]}x{first[1]}, "
-                                f"{names[odd]} is {probes[odd][0]}x{probes[odd][1]}); pass --size HxW to resize them")
+                raise mixed_sizes(names[(used + batch)[0]], first, names[odd], probes[odd][:2])
             height, width = shapes.pop()
             channels = 1 if all(probes[i][2] for i in used + batch) else 3
             if images is None:
@@ -200,10 +205,7 @@ def stack_images(arrays: list[np.ndarray], grays: list[bool], names: list[str]) 
     if len(shapes) > 1:
         first = arrays[0].shape[:2]
         odd = next(n for n, a in zip(names, arrays) if a.shape[:2] != first)
-        raise UserError(
-            f"images have different sizes ({names[0]} is {first[0]}x{first[1]}, {odd} is "
-            f"{arrays[names.index(odd)].shape[0]}x{arrays[names.index(odd)].shape[1]}); pass --size HxW to resize them"
-        )
+        raise mixed_sizes(names[0], first, odd, arrays[names.index(odd)].shape[:2])
     all_gray = all(grays)
     planes = []
     for array, gray in zip(arrays, grays):
