@@ -184,7 +184,9 @@ def load_kodak(root: Path, size=None, downscale: int = 1, count: int | None = No
     if not root.is_dir():
         raise UserError(f"{root}: no such folder (the Kodak set: kodim01..kodim24.png)")
     files = KODAK_FILES[photos[0] - 1 : photos[1]]
-    photos = []
+    tag = (f"kodak/{downscale}" if downscale > 1 else "kodak") + (
+        "" if len(files) == len(KODAK_FILES) else f"@{photos[0]}-{photos[1]}")
+    loaded = []  # (file name, H×W×3 uint8) of each photo read
     for name in files:
         path = root / name
         if not path.is_file():
@@ -196,16 +198,14 @@ def load_kodak(root: Path, size=None, downscale: int = 1, count: int | None = No
                 image = image.transpose(Image.Transpose.ROTATE_90)
             if downscale > 1:
                 image = image.resize((image.width // downscale, image.height // downscale), Image.Resampling.BICUBIC)
-            photos.append((name, np.asarray(image.convert("RGB"))))
-    tag = (f"kodak/{downscale}" if downscale > 1 else "kodak") + (
-        "" if len(files) == len(KODAK_FILES) else f"@{files[0][5:7].lstrip('0')}-{files[-1][5:7].lstrip('0')}")
+            loaded.append((name, np.asarray(image.convert("RGB"))))
     if size is None:
-        arrays = [a.transpose(2, 0, 1) for _, a in photos]
+        arrays = [a.transpose(2, 0, 1) for _, a in loaded]
         return ImageSet(torch.from_numpy(np.stack(arrays)), None, [], list(files), f"{tag}:{root}")
     rng = np.random.default_rng(seed)
     crops, names = [], []
-    for i in range(count or len(photos)):
-        name, photo = photos[i % len(photos)]
+    for i in range(count or len(loaded)):
+        name, photo = loaded[i % len(loaded)]
         if photo.shape[0] < size[0] or photo.shape[1] < size[1]:
             raise UserError(f"--size {size[0]}x{size[1]}: larger than the Kodak photos at 1/{downscale} scale")
         top = int(rng.integers(0, photo.shape[0] - size[0] + 1))
