@@ -2,9 +2,10 @@
 
 Each size runs in a fresh Python process (so its peak RSS is its own): synthetic 8×8 gray images
 (smooth gradients plus noise, seeded), a tiny 1x8 SIREN, a few Adam steps at lr 1e-2, then the compression
-rounds (L1 pruning with a short retrain, 8-bit quantization), written to one ``.rinr`` with
-``encode_to_file`` (checkpointed chunks of 4096 images, so one chunk's working memory is the same
-at every size and what grows is what the set's size makes grow) and read back. Printed per size: wall seconds per image,
+rounds (L1 pruning with a short retrain, 8-bit quantization of every layer), written to one ``.rinr`` with
+``encode_file`` (checkpointed chunks of 4096 images, so one chunk's working memory is the same
+at every size and what grows is what the set's size makes grow; the file is written from the
+checkpointed chunks, one at a time) and read back. Printed per size: wall seconds per image,
 peak RSS (and the part the encode adds beyond making the synthetic images), the file's size, and
 both against the smallest size — the aim (issue 14): time per image
 at 100k within 1.3× of 1k, peak RSS growing no faster than the file. Peak RSS is taken when the
@@ -31,6 +32,12 @@ from pathlib import Path
 from rapidinr.core.results import results_document, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# glibc raises its mmap threshold each time a large block is freed, after which blocks of that size
+# come from the heap and stay there when freed: peak RSS then measures the allocator's history (it
+# moved by 10-30 MB between identical 20k runs, so a 20k run could read 30 MB above the next). A fixed
+# threshold (and trimming) makes every large block its own mapping, returned when freed: peak RSS then
+# measures what the code holds (identical runs agree within 0.3 MB).
+MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 WORKER = r"""
 import json, resource, sys, time
@@ -42,7 +49,7 @@ from rapidinr.codec.prune import PruneConfig
 from rapidinr.codec.quantize import QuantConfig
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.encoding.compress import CompressConfig
-from rapidinr.encoding.runner import encode_to_file
+from rapidinr.encoding.runner import encode_file
 from rapidinr.sources.datasets import ImageSet
 
 def peak_kb():  # the peak RSS (kB) since the last reset_peak (VmHWM), else since the process started
@@ -71,15 +78,15 @@ for first in range(0, n, 8192):
 del base
 reset_peak()
 rss_images = peak_kb()
-compression = CompressConfig(prune=PruneConfig(l1_ratio=0.2, retrain_steps=retrain), quant=QuantConfig(bits=8))
+# 1x8 has no hidden-to-hidden layer: "all" layers, or 8-bit would quantize nothing
+compression = CompressConfig(prune=PruneConfig(l1_ratio=0.2, retrain_steps=retrain), quant=QuantConfig(bits=8, layers="all"))
 start = time.perf_counter()
-inrs = encode_to_file(ImageSet(images), out, Arch.parse("1x8", 1), FitConfig(steps=steps, lr=1e-2, chunk_size=4096), "cpu",
+summary = encode_file(ImageSet(images), out, Arch.parse("1x8", 1), FitConfig(steps=steps, lr=1e-2, chunk_size=4096), "cpu",
                       progress=False, compression=compression, overwrite=True)
 encode_s = time.perf_counter() - start
 rss_encode = peak_kb()  # the peak from the images made to the file written
-psnr_mean = float(inrs.psnr.mean())
-del inrs  # reading back stands for a later job (training) that opens the file
-reset_peak()
+psnr_mean = summary["psnr_mean"]
+reset_peak()  # reading back stands for a later job (training) that opens the file
 back = load(out)
 rss_read = peak_kb()
 assert len(back) == n
@@ -102,7 +109,7 @@ def run_repeats(n: int, args, folder: Path) -> dict:
 
 
 def run_size(n: int, args, folder: Path) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **MALLOC_FIXED}
     out = subprocess.run([sys.executable, "-c", WORKER, str(n), str(args.steps), str(args.retrain_steps),
                           str(folder / f"scale-{n}.rinr")], env=env, capture_output=True, text=True, check=False,
                          timeout=args.timeout)
@@ -110,6 +117,10 @@ def run_size(n: int, args, folder: Path) -> dict:
         raise SystemExit(f"scale: the {n}-image run failed:\n{out.stderr[-3000:]}")
     (folder / f"scale-{n}.rinr").unlink(missing_ok=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _or_dash(value) -> str:
+    return "-" if value is None else str(value)
 
 
 def main(argv=None) -> dict:
@@ -130,10 +141,10 @@ def main(argv=None) -> dict:
             print(f"  {n:>7} images: {1000 * r['seconds_per_image']:.3f} ms/image, peak RSS {r['peak_rss_mb']:.0f} MB, "
                   f"file {r['file_bytes'] / 2**20:.1f} MB, PSNR {r['psnr_mean']:.2f} dB", flush=True)
     first = rows[0]
-    print(f"scale: 8x8 gray, arch 1x8, {args.steps} steps + L1 0.2 ({args.retrain_steps} retrain steps) + 8-bit")
+    print(f"scale: 8x8 gray, arch 1x8, {args.steps} steps + L1 0.2 ({args.retrain_steps} retrain steps) + 8-bit (all layers)")
     print(f"  {'images':>8}{'ms/image':>10}{'x first':>9}{'peak RSS MB':>13}{'encode MB':>11}{'growth':>8}"
-          f"{'file MB':>9}{'file growth':>13}{'RSS/file':>10}{'read peak MB':>14}")
-    for r in rows:
+          f"{'file MB':>9}{'file growth':>13}{'RSS/file':>10}{'vs prev':>9}{'read peak MB':>14}")
+    for prev, r in zip([None, *rows], rows):
         r["time_vs_first"] = round(r["seconds_per_image"] / first["seconds_per_image"], 3)
         # what the encode added to the peak, beyond making the synthetic images (this script's own)
         r["encode_rss_mb"] = round(r["peak_rss_mb"] - r["rss_after_images_mb"], 1)
@@ -141,12 +152,17 @@ def main(argv=None) -> dict:
         r["file_growth_mb"] = round((r["file_bytes"] - first["file_bytes"]) / 2**20, 2)
         # MB of peak RSS per MB of file, from the smallest size to this one (the aim: at most 1)
         r["rss_per_file_mb"] = round(r["rss_growth_mb"] / r["file_growth_mb"], 2) if r["file_growth_mb"] > 0 else None
+        # the same from the size before (past one chunk, 4096 images, the chunk's working memory is constant)
+        step_file = (r["file_bytes"] - prev["file_bytes"]) / 2**20 if prev else 0.0
+        r["rss_per_file_mb_vs_previous"] = (round((r["encode_rss_mb"] - prev["encode_rss_mb"]) / step_file, 2)
+                                            if step_file > 0 else None)
         print(f"  {r['images']:>8}{1000 * r['seconds_per_image']:>10.3f}{r['time_vs_first']:>9.2f}"
               f"{r['peak_rss_mb']:>13.0f}{r['encode_rss_mb']:>11.1f}{r['rss_growth_mb']:>8.1f}{r['file_bytes'] / 2**20:>9.2f}"
-              f"{r['file_growth_mb']:>13.2f}{r['rss_per_file_mb'] if r['rss_per_file_mb'] is not None else '-':>10}"
+              f"{r['file_growth_mb']:>13.2f}{_or_dash(r['rss_per_file_mb']):>10}{_or_dash(r['rss_per_file_mb_vs_previous']):>9}"
               f"{r['read_peak_rss_mb']:>14.0f}")
     settings = {"sizes": sizes, "steps": args.steps, "retrain_steps": args.retrain_steps, "arch": "1x8",
-                "image": "8x8 gray synthetic", "compression": "l1 0.2 + 8-bit", "threads": 1,
+                "image": "8x8 gray synthetic", "compression": "l1 0.2 + 8-bit (all layers)",
+                "malloc": MALLOC_FIXED, "threads": 1,
                 "repeats": args.repeats, "statistic": "median of the repeats"}
     document = results_document("scale", "end-to-end encode (fit, prune, quantize, write, read) at growing sizes",
                                 settings, rows)

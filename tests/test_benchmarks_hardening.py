@@ -51,16 +51,17 @@ def test_gpu_check_runs_every_check_at_cpu_smoke_size(benchmark_script, tmp_path
 
 
 @pytest.mark.slow
-def test_scale_20k_end_to_end(benchmark_script, tmp_path):
-    """1k then 20k tiny images end to end (fit, L1 prune + retrain, 8-bit, write, read) in under a minute.
+def test_scale_40k_end_to_end(benchmark_script, tmp_path):
+    """5k then 40k tiny images end to end (fit, L1 prune + retrain, 8-bit, write, read) in under a minute.
     Time per image is the benchmark's to report (benchmarks/scale.py), not a test's to assert: on a
     shared machine a timing assertion fails for reasons that are not the code's."""
-    document = benchmark_script("scale").main(["--sizes", "1000,20000", "--repeats", "1",
+    document = benchmark_script("scale").main(["--sizes", "5000,40000", "--repeats", "1",
                                                "--out", str(tmp_path / "scale.json")])
     small, large = document["results"]
-    assert small["images"] == 1000 and large["images"] == 20000 and large["time_vs_first"] > 0
-    # Peak RSS: from 1k to 20k the encode's peak grew ~8 MB for a 2.1 MB larger file (~12 MB before the
-    # chunked compression and the lean packing); at 20k one chunk's working memory still dominates, so
-    # this is a guard against whole-set copies coming back (test_scale_memory measures the slope itself).
-    assert large["rss_growth_mb"] <= 10 + 4 * large["file_growth_mb"]
+    assert small["images"] == 5000 and large["images"] == 40000 and large["time_vs_first"] > 0
+    # Peak RSS grows no faster than the file (issue 14): both sizes fill whole 4096-image chunks, so one
+    # chunk's working memory is the same, and the file is written from the checkpointed chunks. Holding
+    # the set in any form (the store, its packed copy, per-image round statistics) grows ~2x the file.
+    assert large["file_growth_mb"] > 1.5
+    assert large["rss_growth_mb"] <= large["file_growth_mb"]
     assert large["read_peak_rss_mb"] > 0 and large["runs"]["peak_rss_mb"] == [large["peak_rss_mb"]]

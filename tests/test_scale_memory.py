@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 # Both child scripts read their resident and peak memory from /proc and reset the peak (Linux).
 RSS_HELPERS = r"""
@@ -177,3 +178,57 @@ def test_zstd_frames_decode_and_never_depend_on_the_thread_count(monkeypatch, tm
     for frames in ([by_threads[1].numel()], head["zstd_frames"][:-1], [0] + head["zstd_frames"], "x"):
         with pytest.raises(UserError, match="zstd"):
             stores._unzip("f.rinr", tensors, head["packed"], frames)
+
+
+def _chunked_set(arch, n: int, zero_share: float, bits: int, layers: str, lossless, seed: int = 0):
+    """A PackedStore set of ``n`` images made of chunks of 7 rows (uneven on purpose), and the chunks."""
+    from rapidinr.codec.store import PackedStore
+
+    g = torch.Generator().manual_seed(seed)
+    params = torch.randn(n, arch.n_params, generator=g) * 0.1  # (n, P)
+    params = params * (torch.rand(params.shape, generator=g) >= zero_share)
+    whole = PackedStore.from_params(params, arch, bits, layers, lossless)
+    chunks = [PackedStore.from_params(params[i : i + 7], arch, bits, layers, lossless) for i in range(0, n, 7)]
+    return whole, chunks
+
+
+@pytest.mark.parametrize("zero_share,bits,layers,lossless", [
+    (0.0, 8, "hidden", None),     # nothing pruned (codes that round to 0 still are zeros)
+    (0.5, 8, "all", None),        # half pruned
+    (0.03, 16, "hidden", None),   # a few zeros: Golomb-Rice gaps across chunk borders
+    (0.2, 32, "none", None),      # pruned floats
+    (0.2, 8, "hidden", "zstd"),   # the zstd stage over the stream
+])
+def test_a_set_written_from_its_chunks_is_the_file_of_the_whole_set(tmp_path, zero_share, bits, layers, lossless):
+    """The encoder writes the file from the checkpointed chunks, one at a time (``FileForm`` of the
+    chunks): byte for byte the file of the same set held whole, for every mask coding."""
+    from rapidinr.codec.inrset import INRSet, load, write_set
+    from rapidinr.codec.store import file_form
+    from rapidinr.core.config import Arch
+
+    arch = Arch.parse("3x12", 3)
+    whole, chunks = _chunked_set(arch, 45, zero_share, bits, layers, lossless)
+    psnr, labels = torch.linspace(20, 40, 45), torch.arange(45) % 3
+    INRSet(whole, arch, 8, 8, labels, ["a", "b", "c"], psnr, {"k": 1}).save(tmp_path / "whole.rinr")
+    form = file_form(chunks[0].like({k: v[:0] for k, v in chunks[0].parts().items()}), lambda: iter(chunks))
+    size = write_set(tmp_path / "chunks.rinr", form, arch, 8, 8, labels, ["a", "b", "c"], psnr, {"k": 1})
+    assert (tmp_path / "chunks.rinr").read_bytes() == (tmp_path / "whole.rinr").read_bytes()
+    assert size == (tmp_path / "whole.rinr").stat().st_size
+    assert torch.equal(load(tmp_path / "chunks.rinr").dense_params(), whole.dense())
+
+
+def test_the_mask_coded_from_row_blocks_is_the_mask_of_the_whole_pattern():
+    from rapidinr.codec.prune import pack_mask, pack_mask_blocks, unpack_mask
+
+    g = torch.Generator().manual_seed(3)
+    codings = set()
+    for share, width in ((0.0, 37), (0.01, 37), (0.1, 37), (0.5, 37), (0.9, 37), (0.5, 32)):
+        nonzero = torch.rand(50, width, generator=g) >= share  # (N, G)
+        coding, whole = pack_mask(nonzero)
+        codings.add(coding.rstrip("0123456789"))
+        blocks = [nonzero[i : i + 6] for i in range(0, 50, 6)]
+        coding_b, pieces = pack_mask_blocks(lambda: iter(blocks), width)
+        assert coding_b == coding and whole.keys() == pieces.keys()
+        assert all(torch.equal(whole[k], pieces[k]) for k in whole)
+        assert torch.equal(unpack_mask(coding, pieces, 50, width), nonzero)
+    assert codings == {"none", "rice", "bitmask"}

@@ -14,7 +14,7 @@ from rapidinr.core.distributed import from_env
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.compress import CompressConfig, preset
 from rapidinr.encoding.learned_init import fit_settings, resolve_init
-from rapidinr.encoding.runner import MAX_SEED, check_memory, device_chunking, encode_to_file
+from rapidinr.encoding.runner import MAX_SEED, check_memory, device_chunking, encode_file
 from rapidinr.encoding.sharded import encode_sharded
 from rapidinr.sources.datasets import load_source, parse_size
 
@@ -84,9 +84,8 @@ def run(args) -> int:
         cfg = device_chunking(cfg, arch, data.images.shape[2] * data.images.shape[3], device)
     if _world_size() > 1:  # under torchrun: see the sharded-encode block at the end of this file
         return _run_sharded(args, data, arch, cfg, device, compression, out, init)
-    inrs = encode_to_file(data, out, arch, cfg, device, resume=args.resume, overwrite=args.overwrite,
-                          progress=not args.quiet, compression=compression, init=init, steps=cfg.steps, lr=cfg.lr)
-    info = inrs.info()
+    info = encode_file(data, out, arch, cfg, device, resume=args.resume, overwrite=args.overwrite,
+                       progress=not args.quiet, compression=compression, init=init, steps=cfg.steps, lr=cfg.lr)
     print(f"wrote {out}: {info['images']} images {info['height']}x{info['width']}, arch {arch.name}, "
           f"{info['bytes_per_image']:.0f} B/image ({info['bpp']:.2f} bpp), PSNR {info['psnr_mean']:.2f} dB"
           + (f", {len(data.skipped)} skipped" if data.skipped else ""))

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from rapidinr.codec import fileformat
-from rapidinr.codec.store import DenseStore, store_from_tensors
+from rapidinr.codec.store import DenseStore, FileForm, file_form, store_from_tensors
 from rapidinr.core import siren
 from rapidinr.core.config import Arch
 from rapidinr.core.devices import resolve_device
@@ -128,6 +128,35 @@ def file_header(arch: Arch, height: int, width: int, images: int, has_labels: bo
         **store,
         "meta": meta,
     }
+
+
+def check_finite(path, store) -> None:
+    """The reader refuses weights that are not finite: refuse them before writing (no dense copy)."""
+    if not store.all_finite():
+        raise UserError(f"{path}: refusing to save a set whose weights contain NaN or infinity")
+
+
+def write_set(path: str | Path, form: FileForm, arch: Arch, height: int, width: int, labels, class_names,
+              psnr: torch.Tensor, meta: dict) -> int:
+    """Write a set's ``.rinr`` from its store's file form (:class:`~rapidinr.codec.store.FileForm`:
+    whole, or made chunk by chunk so the set is never whole in memory) and what travels beside it:
+    labels (N,) or None, class names, per-image PSNR (N,), meta. Returns the file's size in bytes."""
+    n = psnr.numel()
+    check_labels(labels, class_names, n)  # what load refuses is never saved
+    small = {"psnr": psnr.float().cpu()}  # (N,)
+    if labels is not None:
+        small["labels"] = labels.long().cpu()  # (N,)
+    header = file_header(arch, height, width, n, labels is not None, list(class_names or []), form.fields, meta)
+    specs = {**form.specs, **{k: (v.dtype, list(v.shape)) for k, v in small.items()}}
+    return fileformat.write_pieces(path, header, specs, lambda name: [small[name]] if name in small
+                                   else form.pieces(name))
+
+
+def file_summary(images: int, height: int, width: int, file_bytes: int, psnr: torch.Tensor) -> dict:
+    """Size and quality of a written set: the keys ``info`` shares with an encode's summary."""
+    return {"images": images, "height": height, "width": width, "file_bytes": file_bytes,
+            "bytes_per_image": file_bytes / max(images, 1), "bpp": 8 * file_bytes / max(images * height * width, 1),
+            **psnr_summary(psnr)}
 
 
 def psnr_summary(psnr: torch.Tensor) -> dict:
@@ -263,11 +292,9 @@ class INRSet:
 
     def save(self, path: str | Path) -> int:
         """Write the set to ``path`` (atomically); returns the file's size in bytes."""
-        check_labels(self.labels, self.class_names, len(self))  # what load refuses is never saved
-        if not self.store.all_finite():  # the reader would refuse it: refuse it here (no dense copy of the set)
-            raise UserError(f"{path}: refusing to save a set whose weights contain NaN or infinity")
-        tensors = self.tensors()  # first: the store packs once, and the header reads what that packing chose
-        self.file_bytes = fileformat.write(path, self.header(), tensors)
+        check_finite(path, self.store)
+        self.file_bytes = write_set(path, file_form(self.store), self.arch, self.height, self.width, self.labels,
+                                    self.class_names, self.psnr, self.meta)
         self.file_version = fileformat.FORMAT_VERSION
         return self.file_bytes
 
@@ -279,18 +306,14 @@ class INRSet:
             tensors = self.tensors()  # before the header, as in save: one packing
             file_bytes = fileformat.serialized_size(self.header(), tensors)
         head = self.store.header()
+        summary = file_summary(len(self), self.height, self.width, file_bytes, self.psnr)
         return {
             "format_version": self.file_version or fileformat.FORMAT_VERSION,
-            "images": len(self),
-            "height": self.height,
-            "width": self.width,
+            **{k: summary.pop(k) for k in ("images", "height", "width")},
             "channels": self.channels,
             "arch": {"layers": self.arch.layers, "hidden": self.arch.hidden, "w0": self.arch.w0},
             "params_per_image": self.arch.n_params,
-            "file_bytes": file_bytes,
-            "bytes_per_image": file_bytes / max(len(self), 1),
-            "bpp": 8 * file_bytes / max(len(self) * self.height * self.width, 1),
-            **psnr_summary(self.psnr),
+            **summary,
             "quant_bits": head["quant_bits"],
             "quant_layers": head["quant_layers"],
             "sparsity": head["sparsity"],

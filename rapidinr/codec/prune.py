@@ -213,32 +213,53 @@ def weight_sparsity(mask_or_params: torch.Tensor, arch: Arch) -> torch.Tensor:
 
 # -- the file's mask coding -----------------------------------------------------------------------
 def pack_mask(nonzero: torch.Tensor) -> tuple[str, dict[str, torch.Tensor]]:
-    """Code a bool (N, P) nonzero-pattern as compactly as the simple choices allow.
+    """Code a bool (N, P) nonzero-pattern as compactly as the simple choices allow
+    (:func:`pack_mask_blocks` of the pattern as one block)."""
+    return pack_mask_blocks(lambda: [nonzero], nonzero.shape[1])
 
-    "none": nothing is zero (0 bytes); "bitmask": N·ceil(P/8) bytes; "zero-index": the zero
-    positions of each image as int16 (P < 32768) plus an int16 count per image; "riceK": the gaps
-    between consecutive zeros of the whole set, Golomb-Rice coded with parameter K (a near-optimal
-    code for the geometric gaps of a random mask: about 40% under the bitmask at 15% sparsity).
-    The smallest wins.
+
+def pack_mask_blocks(blocks, p: int) -> tuple[str, dict[str, torch.Tensor]]:
+    """Code the nonzero-pattern of a set given as row blocks as compactly as the simple choices allow.
+
+    ``blocks()``: a fresh iterator over bool (n_b, P) blocks of rows, in order (the set's chunks,
+    read from disk one at a time: the pattern of the whole set is never held); it is called once
+    per pass (two or three). "none": nothing is zero (0 bytes); "bitmask": N·ceil(P/8) bytes;
+    "zero-index": the zero positions of each image as int16 (P < 32768) plus an int16 count per
+    image; "riceK": the gaps between consecutive zeros of the whole set, Golomb-Rice coded with
+    parameter K (a near-optimal code for the geometric gaps of a random mask: about 40% under the
+    bitmask at 15% sparsity). The smallest wins; the same bytes whatever the blocks' sizes.
     """
-    n, p = nonzero.shape
-    zeros = p - row_counts(nonzero)  # (N,)
-    if int(zeros.sum()) == 0:
+    counts, costs, count = [], np.zeros(RICE_KS, dtype=np.int64), 0
+    gaps = _ZeroGaps(p)
+    for block in blocks():  # pass 1: zeros per image, and what each Rice parameter would cost
+        counts.append(p - row_counts(block))
+        for piece in gaps.feed(block):
+            costs += [int((piece >> k).sum()) for k in range(RICE_KS)]
+            count += len(piece)
+    zeros = torch.cat(counts) if counts else torch.zeros(0, dtype=torch.int64)  # (N,)
+    n, total = zeros.numel(), int(zeros.sum())
+    if total == 0:
         return "none", {}
-    index_bytes = 2 * int(zeros.sum()) + 2 * n
+    index_bytes = 2 * total + 2 * n if p < 32768 else None
     bitmask_bytes = n * ((p + 7) // 8)
-    k, unary, remainders = _rice_encode(nonzero)
-    if unary.numel() + remainders.numel() < min(bitmask_bytes, index_bytes if p < 32768 else bitmask_bytes):
+    k = int(np.argmin(costs + count * (1 + np.arange(RICE_KS))))
+    rice_bytes = -(-(int(costs[k]) + count) // 8) + -(-(count * k) // 8)  # the two streams, each padded to a byte
+    if rice_bytes < min(bitmask_bytes, index_bytes if index_bytes is not None else bitmask_bytes):
+        unary, remainders = _rice_encode_blocks(blocks, p, k)
         return f"rice{k}", {"mask_unary": unary, "mask_remainders": remainders}
-    if p < 32768 and index_bytes < bitmask_bytes:
-        positions = (~nonzero).nonzero()[:, 1]  # row-major: image by image, ascending
-        return "zero-index", {"mask_index": positions.to(torch.int16).cpu(),
-                              "mask_counts": zeros.to(torch.int16).cpu()}
+    if index_bytes is not None and index_bytes < bitmask_bytes:
+        positions = [(~block).nonzero()[:, 1].to(torch.int16) for block in blocks()]  # image by image, ascending
+        return "zero-index", {"mask_index": torch.cat(positions), "mask_counts": zeros.to(torch.int16)}
+    return "bitmask", {"mask_bits": torch.cat([_bitmask(block) for block in blocks()])}
+
+
+def _bitmask(nonzero: torch.Tensor) -> torch.Tensor:
+    """bool (n, P) → uint8 (n, ceil(P/8)): bit i of byte j is position 8j + i."""
+    n, p = nonzero.shape
     padded = torch.zeros(n, (p + 7) // 8 * 8, dtype=torch.uint8)
     padded[:, :p] = nonzero.cpu().to(torch.uint8)
-    weights = (2 ** torch.arange(8, dtype=torch.uint8))  # bit i of each byte = position 8j + i
-    bits = (padded.view(n, -1, 8) * weights).sum(dim=2, dtype=torch.uint8)  # (N, ceil(P/8))
-    return "bitmask", {"mask_bits": bits}
+    weights = (2 ** torch.arange(8, dtype=torch.uint8))
+    return (padded.view(n, -1, 8) * weights).sum(dim=2, dtype=torch.uint8)
 
 
 def unpack_mask(coding: str, tensors: dict[str, torch.Tensor], n: int, p: int, path="") -> torch.Tensor:
@@ -271,24 +292,29 @@ def unpack_mask(coding: str, tensors: dict[str, torch.Tensor], n: int, p: int, p
 
 
 RICE_ENCODE_BLOCK = 1 << 20  # mask entries whose zeros are coded at once (a few MB of int64 gaps)
+RICE_KS = 24  # Rice parameters tried: 0..23
 
 
-def _zero_gaps(nonzero: torch.Tensor):
-    """The gaps (ones before each zero) of the flattened (N, P) pattern, a block of rows at a time:
-    int64 (z,) arrays whose concatenation is the whole set's gaps, never held whole (8 B a zero)."""
-    n, p = nonzero.shape
-    step = max(1, RICE_ENCODE_BLOCK // max(p, 1))
-    last = -1  # the previous block's last zero
-    for first in range(0, n, step):
-        gaps = np.flatnonzero(~nonzero[first : first + step].cpu().numpy().reshape(-1))  # (z,) zero positions
-        if not len(gaps):
-            continue
-        gaps += first * p
-        end = int(gaps[-1])
-        gaps[1:] -= gaps[:-1] + 1  # in place: the ones before each zero
-        gaps[0] -= last + 1
-        last = end
-        yield gaps
+class _ZeroGaps:
+    """The gaps (ones before each zero) of a flattened pattern fed as row blocks, each block a
+    sub-block of rows at a time: int64 (z,) arrays whose concatenation is the whole set's gaps,
+    never held whole (8 B a zero)."""
+
+    def __init__(self, p: int):
+        self.p, self.row, self.last = p, 0, -1  # width, rows seen, the previous zero's flat position
+
+    def feed(self, nonzero: torch.Tensor):
+        step = max(1, RICE_ENCODE_BLOCK // max(self.p, 1))
+        for first in range(0, nonzero.shape[0], step):
+            gaps = np.flatnonzero(~nonzero[first : first + step].cpu().numpy().reshape(-1))  # (z,) zero positions
+            if len(gaps):
+                gaps += (self.row + first) * self.p
+                end = int(gaps[-1])
+                gaps[1:] -= gaps[:-1] + 1  # in place: the ones before each zero
+                gaps[0] -= self.last + 1
+                self.last = end
+                yield gaps
+        self.row += nonzero.shape[0]
 
 
 class _BitStream:
@@ -309,29 +335,38 @@ class _BitStream:
 
 
 def _rice_encode(nonzero: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """Golomb-Rice code of the gaps between zeros of the flattened (N, P) pattern, in two streams:
-    the quotients in unary (q ones, then a zero; padded with ones) and the K-bit remainders.
-    Two passes over the gaps a block at a time (choose K, then code), so memory stays at a few
-    MB beside the two streams whatever the set's size."""
-    costs, count = np.zeros(24, dtype=np.int64), 0
-    for gaps in _zero_gaps(nonzero):
-        costs += [int((gaps >> k).sum()) for k in range(24)]
+    """Golomb-Rice code of the gaps between zeros of a whole (N, P) pattern: (K, unary, remainders)
+    (a mask that :func:`pack_mask` may code otherwise; for tests and the hostile-file fixtures)."""
+    p = nonzero.shape[1]
+    costs, count = np.zeros(RICE_KS, dtype=np.int64), 0
+    for gaps in _ZeroGaps(p).feed(nonzero):
+        costs += [int((gaps >> k).sum()) for k in range(RICE_KS)]
         count += len(gaps)
-    k = int(np.argmin(costs + count * (1 + np.arange(24))))
+    k = int(np.argmin(costs + count * (1 + np.arange(RICE_KS))))
+    return (k, *_rice_encode_blocks(lambda: [nonzero], p, k))
+
+
+def _rice_encode_blocks(blocks, p: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gaps of the pattern ``blocks()`` gives (see :func:`pack_mask_blocks`), Golomb-Rice coded
+    with parameter ``k`` in two streams: the quotients in unary (q ones, then a zero; padded with
+    ones) and the K-bit remainders. A block of gaps at a time, so memory stays at a few MB beside
+    the two streams whatever the set's size."""
     unary, remainders = _BitStream(), _BitStream()
-    for gaps in _zero_gaps(nonzero):
-        ends = gaps >> k  # (z,) quotients, then (in place) each code's closing zero in this block's unary bits
-        ends += 1
-        np.cumsum(ends, out=ends)
-        bits = np.ones(int(ends[-1]), dtype=np.uint8)
-        bits[ends - 1] = 0
-        del ends
-        unary.add(bits)
-        bits = np.empty((len(gaps), k), dtype=np.uint8)  # (z, k) remainder bits, most significant first
-        for j in range(k):
-            bits[:, j] = (gaps >> (k - 1 - j)) & 1
-        remainders.add(bits.reshape(-1))
-    return k, unary.finish(pad=1), remainders.finish(pad=0)
+    gaps_of = _ZeroGaps(p)
+    for block in blocks():
+        for gaps in gaps_of.feed(block):
+            ends = gaps >> k  # (z,) quotients, then (in place) each code's closing zero in this block's unary bits
+            ends += 1
+            np.cumsum(ends, out=ends)
+            bits = np.ones(int(ends[-1]), dtype=np.uint8)
+            bits[ends - 1] = 0
+            del ends
+            unary.add(bits)
+            bits = np.empty((len(gaps), k), dtype=np.uint8)  # (z, k) remainder bits, most significant first
+            for j in range(k):
+                bits[:, j] = (gaps >> (k - 1 - j)) & 1
+            remainders.add(bits.reshape(-1))
+    return unary.finish(pad=1), remainders.finish(pad=0)
 
 
 RICE_PIECE_BYTES = 1 << 15  # unary bytes decoded at once: at most 262,144 codes (a few MB of work)

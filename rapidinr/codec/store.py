@@ -7,11 +7,14 @@ never care how weights are kept.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
 import numpy as np
 import torch
 
 from rapidinr.codec.compact import CompactStore
-from rapidinr.codec.prune import pack_mask, unpack_mask, weight_positions
+from rapidinr.codec.prune import pack_mask_blocks, unpack_mask, weight_positions
 from rapidinr.codec.quantize import CODE_DTYPES, Layout, dequantize, quantize
 from rapidinr.core.config import Arch
 from rapidinr.core.errors import UserError
@@ -25,6 +28,40 @@ def all_finite(values: torch.Tensor) -> bool:
     the whole tensor builds a float copy (its ``abs``) and a bool mask of all of it."""
     flat = values.reshape(-1)
     return all(bool(torch.isfinite(flat[i : i + FINITE_BLOCK]).all()) for i in range(0, flat.numel(), FINITE_BLOCK))
+
+
+@dataclass
+class FileForm:
+    """A store as its file holds it: the header's store fields, each file tensor's (dtype, shape)
+    and ``pieces(name)``, that tensor's pieces in order (a chunk's rows each, say), so that
+    :func:`rapidinr.codec.fileformat.write_pieces` writes a set that is never whole in memory."""
+
+    fields: dict
+    specs: dict[str, tuple[torch.dtype, list[int]]]
+    pieces: Callable[[str], Iterable[torch.Tensor]]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every file tensor, whole (a store that is whole anyway: one piece each, no copy)."""
+        out = {}
+        for name, (dtype, shape) in self.specs.items():
+            parts = list(self.pieces(name))
+            whole = parts[0] if len(parts) == 1 else (torch.cat([t.reshape(-1) for t in parts]) if parts
+                                                       else torch.zeros(0, dtype=dtype))
+            out[name] = whole.reshape(shape)
+        return out
+
+
+def file_form(store, chunks: Callable[[], Iterator] | None = None) -> FileForm:
+    """The file form of ``store``, or (``chunks``: a callable giving a fresh iterator over stores laid
+    out like ``store``, the set's row chunks in order; called once per pass) of their concatenation,
+    made a chunk at a time. A store without ``file_form`` (the compact store) is packed whole."""
+    if hasattr(store, "file_form"):
+        return store.file_form(chunks)
+    if chunks is not None:
+        raise ValueError(f"{type(store).__name__} is packed whole, not from chunks")
+    tensors = store.tensors()  # before the header: one packing serves both
+    return FileForm(store.header(), {k: (v.dtype, list(v.shape)) for k, v in tensors.items()},
+                    lambda name: [tensors[name]])
 
 
 class DenseStore:
@@ -81,6 +118,16 @@ class DenseStore:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"params": self.params}
+
+    def file_form(self, chunks: Callable[[], Iterator["DenseStore"]] | None = None) -> FileForm:
+        """The float32 (N, P) matrix, of this store or of the chunks' rows (see :func:`file_form`)."""
+        chunks = chunks or (lambda: [self])
+        n = zeros = 0
+        for store in chunks():  # count_nonzero over a chunk: no (n, P) temporary
+            n, zeros = n + len(store), zeros + store.params.numel() - int(torch.count_nonzero(store.params))
+        p = self.params.shape[1]
+        return FileForm(self.header_for(zeros / (n * p) if n * p else 0.0), {"params": (torch.float32, [n, p])},
+                        lambda name: (store.params for store in chunks()))
 
     @classmethod
     def from_tensors(cls, path, tensors: dict, header: dict, n: int, p: int) -> "DenseStore":
@@ -262,49 +309,87 @@ class PackedStore:
         zeros = sum(t.numel() - int(torch.count_nonzero(t)) for _, t, _ in self._columns())
         return zeros / total if total else 0.0
 
-    def _pack(self) -> tuple[dict, dict]:
-        """(header fields, file tensors), computed afresh: the file tensors are a second copy of the
-        set's weights, so they live only while a file is written (the small header is kept).
+    def _kept(self, rank: torch.Tensor):
+        """(name, values (n, K) on the CPU, positions (K,) into P, inside (K,) bool) of each part:
+        ``inside`` marks the columns the mask covers (weights: their nonzero values are stored);
+        the others are biases, every value stored."""
+        for name, values, positions in self._columns():
+            inside = rank[positions] >= 0  # (K,) which of the part's columns the mask covers
+            yield name, values, positions, inside
+
+    def _pattern(self, rank: torch.Tensor, width: int) -> torch.Tensor:
+        """bool (n, G): which of the weight matrices' positions (the mask's columns) are nonzero."""
+        nonzero = torch.empty(len(self), width, dtype=torch.bool)  # (n, G)
+        for _, values, positions, inside in self._kept(rank):
+            # index_copy_, not nonzero[:, cols] = ...: advanced indexing builds an int64 index per entry
+            nonzero.index_copy_(1, rank[positions[inside]], values[:, inside] != 0)
+        return nonzero
+
+    def _stored(self, rank: torch.Tensor, part: str) -> torch.Tensor:
+        """The values the file stores of ``part`` (its nonzero weights and all its biases), image-major."""
+        for name, values, _, inside in self._kept(rank):
+            if name == part:
+                keep = values != 0 if bool(inside.all()) else (values != 0) | ~inside  # biases: stored whatever their value
+                # numpy's boolean indexing: torch's (values[keep], masked_select) builds int64 indices, 16 B a value
+                return torch.from_numpy(values.numpy()[keep.numpy()])  # (K_kept,)
+        raise KeyError(part)
+
+    def file_form(self, chunks: Callable[[], Iterator["PackedStore"]] | None = None) -> FileForm:
+        """This store's file form, or that of the chunks' rows (see :func:`file_form`), made a chunk at
+        a time: a first pass counts zeros and stored values, the mask is coded over the whole set
+        (:func:`rapidinr.codec.prune.pack_mask_blocks`: its bytes are small beside the weights), and
+        each weight tensor's pieces are cut from the chunks as the file is written. With zstd the
+        stream is compressed whole (held once: the frames' sizes go in the header, before the payload).
 
         The mask covers the weight matrices' positions (``_maskable``, in that order); a part's
-        stored values are its nonzero weights and all its biases, image-major. Built part by part:
-        no (N, P) pattern of the whole set."""
+        stored values are its nonzero weights and all its biases, image-major."""
+        chunks = chunks or (lambda: [self])
         maskable = _maskable(self.arch)
         rank = torch.full((self.layout.n_params,), -1, dtype=torch.long)
         rank[maskable] = torch.arange(maskable.numel())  # position → its column in the mask, or -1 (a bias)
-        nonzero = torch.empty(len(self), maskable.numel(), dtype=torch.bool)  # (N, G)
-        columns = self._columns()
-        for _, values, positions in columns:
-            inside = rank[positions] >= 0  # (K,) which of the part's columns the mask covers
-            # index_copy_, not nonzero[:, cols] = ...: advanced indexing builds an int64 index per entry
-            nonzero.index_copy_(1, rank[positions[inside]], values[:, inside] != 0)
-        coding, tensors = pack_mask(nonzero)
-        del nonzero
-        for name, values, positions in columns:
-            inside = rank[positions] >= 0
-            keep = values != 0 if bool(inside.all()) else (values != 0) | ~inside  # biases: stored whatever their value
-            # numpy's boolean indexing: torch's (values[keep], masked_select) builds int64 indices, 16 B a value
-            tensors[name] = torch.from_numpy(values.numpy()[keep.numpy()])  # (K_kept,) image-major
-            del keep
-        tensors["scales"] = self.scales.cpu()
-        head = {"mask_coding": coding, "lossless": self.lossless or "none", "quant_bias_bits": self.layout.bias_bits}
-        if self.lossless == "zstd":
-            head["packed"], frame, frames = zstd_pack(tensors, consume=True)
-            if len(frames) > 1:  # one frame: the header earlier versions wrote (and read)
-                head["zstd_frames"] = frames
-            tensors = {"zstd": frame}
-        self._head = head
-        return head, tensors
+        n, zeros, stored = 0, 0, {}
+        for store in chunks():  # pass 1: sizes
+            n += len(store)
+            for name, values, _, inside in store._kept(rank):
+                nonzero_inside = int(torch.count_nonzero(values[:, inside])) if bool(inside.any()) else 0
+                stored[name] = stored.get(name, 0) + nonzero_inside + len(store) * int((~inside).sum())
+                zeros += values.numel() - int(torch.count_nonzero(values))
+        coding, mask = pack_mask_blocks(lambda: (store._pattern(rank, maskable.numel()) for store in chunks()),
+                                        maskable.numel())
+        specs = {name: (t.dtype, list(t.shape)) for name, t in mask.items()}
+        for name, values, _, _ in self._kept(rank):
+            specs[name] = (values.dtype, [stored.get(name, 0)])
+        specs["scales"] = (torch.float32, [n, self.layout.groups])
+
+        def pieces(name: str):
+            if name in mask:
+                return [mask[name]]
+            if name == "scales":
+                return (store.scales.cpu() for store in chunks())
+            return (store._stored(rank, name) for store in chunks())
+
+        total = n * self.layout.n_params
+        fields = {"param_encoding": self.encoding, "quant_bits": self.layout.bits, "quant_layers": self.layout.layers,
+                  "sparsity": round(zeros / total if total else 0.0, 6), "mask_coding": coding,
+                  "lossless": self.lossless or "none", "quant_bias_bits": self.layout.bias_bits}
+        if self.lossless != "zstd":
+            return FileForm(fields, specs, pieces)
+        tensors = FileForm(fields, specs, pieces).tensors()
+        fields["packed"], frame, frames = zstd_pack(tensors, consume=True)
+        if len(frames) > 1:  # one frame: the header earlier versions wrote (and read)
+            fields["zstd_frames"] = frames
+        return FileForm(fields, {"zstd": (torch.uint8, [frame.numel()])}, lambda name: [frame])
 
     def header(self) -> dict:
         """The file header's store fields (from the last :meth:`tensors`, else packed now to learn them)."""
-        head = self._head if self._head is not None else self._pack()[0]
-        return {"param_encoding": self.encoding, "quant_bits": self.layout.bits, "quant_layers": self.layout.layers,
-                "sparsity": round(self.sparsity(), 6), **head}
+        return self._head if self._head is not None else self.file_form().fields
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The file's tensors, packed afresh (call it before :meth:`header`: one packing serves both)."""
-        return self._pack()[1]
+        """The file's tensors, packed afresh (a second copy of the set's weights, so they live only
+        while a file is written; call it before :meth:`header`: one packing serves both)."""
+        form = self.file_form()
+        self._head = form.fields
+        return form.tensors()
 
     @classmethod
     def from_tensors(cls, path, tensors: dict, header: dict, n: int, p: int) -> "PackedStore":

@@ -114,23 +114,49 @@ def round_stats(name: str, params, arch, images, device, seconds: float, **extra
     return {"round": name, "seconds": seconds, **extra, "_psnr": psnr, "_sparsity": sparsity}
 
 
+class RoundTotals:
+    """Every chunk's rounds (:func:`round_stats`, the same rounds in the same order in each) summed
+    as the chunks come: the set's rounds as ``meta["compression"]["rounds"]`` records them (means
+    over all images, seconds summed), with no per-image tensor of the set kept but the last
+    round's PSNR, which the caller keeps (the file stores it)."""
+
+    def __init__(self):
+        self.totals: list[dict] | None = None
+
+    def add(self, rounds: list[dict]) -> torch.Tensor:
+        """Add one chunk's rounds; returns its last round's per-image PSNR (n,)."""
+        if self.totals is None:
+            self.totals = [{"round": r["round"], "seconds": 0.0, "n": 0, "psnr": 0.0, "sparsity": 0.0, "ratio": 0.0,
+                            "has_ratio": "_ratio" in r,
+                            "extra": {k: v for k, v in r.items() if k not in ("round", "seconds") and not k.startswith("_")}}
+                           for r in rounds]
+        for total, r in zip(self.totals, rounds):
+            total["seconds"] += float(r["seconds"])
+            total["n"] += len(r["_psnr"])
+            total["psnr"] += float(r["_psnr"].double().sum())
+            total["sparsity"] += float(r["_sparsity"].double().sum())
+            if total["has_ratio"]:
+                total["ratio"] += float(r["_ratio"].double().sum())
+        return rounds[-1]["_psnr"] if rounds else torch.zeros(0)
+
+    def merged(self) -> list[dict]:
+        out = []
+        for t in self.totals or []:
+            extra = dict(t["extra"])
+            if t["has_ratio"]:
+                extra["ratio_mean"] = t["ratio"] / t["n"] if t["n"] else 0.0
+            out.append({"round": t["round"], "psnr_mean": t["psnr"] / t["n"] if t["n"] else None,
+                        "weight_sparsity": t["sparsity"] / t["n"] if t["n"] else 0.0,
+                        "seconds": round(t["seconds"], 3), **extra})
+        return out
+
+
 def merge_rounds(chunks: list[list[dict]]) -> tuple[list[dict], torch.Tensor]:
-    """Every chunk's rounds (:func:`round_stats`, in the same order in each) → the set's rounds as
-    ``meta["compression"]["rounds"]`` records them (means over all images, seconds summed), and
-    the last round's PSNR (N,)."""
-    out, last = [], torch.zeros(0)
-    for parts in zip(*chunks):
-        psnr = torch.cat([p["_psnr"] for p in parts])  # (N,)
-        sparsity = torch.cat([p["_sparsity"] for p in parts])  # (N,)
-        extra = {k: v for k, v in parts[0].items() if k not in ("round", "seconds") and not k.startswith("_")}
-        if "_ratio" in parts[0]:
-            ratio = torch.cat([p["_ratio"] for p in parts])  # (N,)
-            extra["ratio_mean"] = float(ratio.mean()) if len(ratio) else 0.0
-        out.append({"round": parts[0]["round"], "psnr_mean": float(psnr.mean()) if psnr.numel() else None,
-                    "weight_sparsity": float(sparsity.mean()) if len(sparsity) else 0.0,
-                    "seconds": round(sum(float(p["seconds"]) for p in parts), 3), **extra})
-        last = psnr
-    return out, last
+    """Every chunk's rounds (:func:`round_stats`) → the set's rounds (:class:`RoundTotals`) and the
+    last round's PSNR (N,)."""
+    totals = RoundTotals()
+    last = [totals.add(parts) for parts in chunks]
+    return totals.merged(), torch.cat(last) if last else torch.zeros(0)
 
 
 def retrain(images, params, mask, arch: Arch, fit_cfg: FitConfig, prune: PruneConfig, device,

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from rapidinr.codec import fileformat
-from rapidinr.codec.inrset import INRSet, check_arch_size, check_labels
+from rapidinr.codec.inrset import INRSet, check_arch_size, check_finite, check_labels, file_summary, load, write_set
 from rapidinr.codec.measure import measure_set
-from rapidinr.codec.store import DenseStore, PackedStore
+from rapidinr.codec.store import DenseStore, PackedStore, file_form
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
@@ -22,10 +22,10 @@ from rapidinr.core.files import remove_stale_temporaries, write_atomic
 from rapidinr.core.threads import encoder_threads
 from rapidinr.encoding.compress import (
     CompressedChunk,
+    RoundTotals,
     compress,
     compress_chunk,
     empty_store,
-    merge_rounds,
     passes,
     round_stats,
 )
@@ -136,15 +136,14 @@ def check_memory(arch: Arch, height: int, width: int, cfg: FitConfig) -> None:
 
 
 def _finish(images, params, arch: Arch, cfg: FitConfig, compression, dev, meta: dict, labels, class_names,
-            progress: bool, base: torch.Tensor | None = None, psnr: torch.Tensor | None = None) -> INRSet:
+            progress: bool, base: torch.Tensor | None = None) -> INRSet:
     """Round 1's weights (N, P) → the final INRSet on ``dev``: compressed (rounds 2-3 and
-    quantization, compress.py) when ``compression`` asks for it, else dense; PSNR measured
-    (unless given: (N,), measured chunk by chunk)."""
+    quantization, compress.py) when ``compression`` asks for it, else dense; PSNR measured."""
     if compression is not None and compression.active:
         return compress(images, arch, cfg, compression, dev, init=params, progress=progress,
                         meta=meta, labels=labels, class_names=class_names, base=base)
     inrs = INRSet(params, arch, images.shape[2], images.shape[3], labels, class_names, None, meta).to(dev)
-    inrs.psnr = measure_set(inrs, images) if psnr is None else psnr
+    inrs.psnr = measure_set(inrs, images)
     return inrs
 
 
@@ -273,6 +272,22 @@ class Checkpoint:
                          {"chunk": index, "refits": refits, "fingerprint": fingerprint, "compression": settings,
                           "rounds": rounds}, tensors)
 
+    def chunk_stores(self, stamps: list[str], n: int, chunk: int, settings: dict | None, like):
+        """The finished chunks' stores in order, read one at a time (the file is written from them):
+        compressed chunks where ``settings`` (the compression's) is given, else round 1's dense weights."""
+        for index, stamp in enumerate(stamps):
+            rows = min(chunk, n - index * chunk)
+            if settings is not None:
+                found = self.packed(index, stamp, rows, settings, like)
+                store = found[0].store if found is not None else None
+            else:
+                found = self.fitted(index, stamp, rows, like.params.shape[1])
+                store = DenseStore(found[0]) if found is not None else None
+            if store is None:
+                raise UserError(f"{self.dir}: chunk {index} went missing or changed while the file was written; "
+                                "run the encode again with --resume")
+            yield store
+
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -284,10 +299,17 @@ def chunk_fingerprint(images: torch.Tensor, names: list[str] | None) -> str:
     return digest.hexdigest()
 
 
-def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device, *, resume: bool = False,
-                   overwrite: bool = False, progress: bool = True, compression=None, init=None,
-                   steps: int | None = None, lr: float | None = None) -> INRSet:
+def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device, **options) -> INRSet:
+    """:func:`encode_file`, then the set as the file holds it, read back onto ``device``."""
+    encode_file(data, out, arch, cfg, device, **options)
+    return load(out, device)
+
+
+def encode_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device, *, resume: bool = False,
+                overwrite: bool = False, progress: bool = True, compression=None, init=None,
+                steps: int | None = None, lr: float | None = None) -> dict:
     """Encode the images of ``data`` into ``out`` chunk by chunk, checkpointing each chunk; resumable.
+    Returns the file's summary (:func:`~rapidinr.codec.inrset.file_summary`).
 
     ``data`` carries the images (uint8 N×C×H×W) with what travels beside them: labels, class
     names, one name per image (file names: part of each chunk's fingerprint for ``resume``) and
@@ -295,8 +317,10 @@ def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device
 
     ``compression`` (a :class:`~rapidinr.encoding.compress.CompressConfig`) runs on each chunk as soon
     as round 1 has fitted it (``compress_chunk``), and the compressed chunk is checkpointed too, so
-    a killed run redoes at most the chunk in flight; the set is only ever whole in its compressed
-    form. The compact store allocates its bits over the whole set, so it still runs after round 1.
+    a killed run redoes at most the chunk in flight. The file is then written from the
+    checkpointed chunks, one chunk in memory at a time (``FileForm``): the set's weights are never
+    whole in memory, only its per-image PSNR (the file stores it). The compact store allocates its
+    bits over the whole set, so it still runs on the whole set after round 1.
     ``init``: as for :func:`encode` (random, learned, a learned-init path or a LearnedInit).
     ``steps`` / ``lr``: as for :func:`encode`: where None, a learned init's recommended fit
     (chosen on held-out images, init_tuning.py) replaces ``cfg``'s value; with a random init, or
@@ -333,24 +357,26 @@ def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device
     checkpoint.start(resume)
     dev = resolve_device(str(device))
     cfg = dataclasses.replace(cfg, chunk_size=chunk)
-    compressing = compression is not None and compression.active and compression.compact is None
+    compact = compression is not None and compression.compact is not None
+    compressing = compression is not None and compression.active and not compact
     settings = json.loads(json.dumps(compression.to_json())) if compressing else None
-    like = empty_store(compression, arch) if compressing else None
+    like = empty_store(compression, arch) if compressing else DenseStore(torch.zeros(0, arch.n_params))  # (0, P)
     base = learned.params if learned is not None else None
     began, fit_seconds = time.time(), 0.0
-    store, rounds, refits, resumed, resumed_packed = None, [], 0, 0, 0
+    whole, totals, psnr, stamps = None, RoundTotals(), [], []
+    refits, resumed, resumed_packed = 0, 0, 0
     bar = image_bar(float(n * (passes(compression, h, w) if compressing else 1)), "encode", progress)
     with encoder_threads() as threads:  # no more CPU threads than the cores other processes leave free
         for index, first in enumerate(range(0, n, chunk)):
             rows = slice(first, min(first + chunk, n))
             count, mark = rows.stop - rows.start, bar.n
-            stamp = chunk_fingerprint(images[rows], names[rows] if names else None)
-            found = checkpoint.packed(index, stamp, count, settings, like) if compressing else None
+            stamps.append(chunk_fingerprint(images[rows], names[rows] if names else None))
+            found = checkpoint.packed(index, stamps[-1], count, settings, like) if compressing else None
             if found is not None:  # compressed before the kill: nothing of this chunk is redone
                 part, chunk_refits = found
                 resumed_packed += 1
             else:
-                fitted = checkpoint.fitted(index, stamp, count, arch.n_params)
+                fitted = checkpoint.fitted(index, stamps[-1], count, arch.n_params)
                 if fitted is not None:
                     params, chunk_refits = fitted[0], fitted[2]
                     resumed += 1
@@ -361,33 +387,39 @@ def encode_to_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device
                                  on_check=_refresh(threads), init=base)
                     fit_seconds += time.perf_counter() - began_fit
                     params, chunk_refits = result.params, result.refits
-                    checkpoint.save(index, params, result.train_psnr, chunk_refits, stamp)
+                    checkpoint.save(index, params, result.train_psnr, chunk_refits, stamps[-1])
                 if compressing:
                     part = compress_chunk(images[rows], params, arch, cfg, compression, dev, bar)
-                    checkpoint.save_packed(index, part, chunk_refits, stamp, settings)
-                elif compression is None or not compression.active:  # the file's PSNR: measured chunk by chunk
-                    part = CompressedChunk(DenseStore(params), [round_stats("fit", params, arch, images[rows], dev, 0.0)])
-                else:  # the compact store: compress() measures round 1 itself, over the whole set
+                    checkpoint.save_packed(index, part, chunk_refits, stamps[-1], settings)
+                elif compact:  # compress() measures round 1 itself, over the whole set
                     part = CompressedChunk(DenseStore(params), [])
+                else:  # the file's PSNR: measured chunk by chunk
+                    part = CompressedChunk(DenseStore(params), [round_stats("fit", params, arch, images[rows], dev, 0.0)])
             bar.update(max(0.0, mark + count * (bar.total / max(n, 1)) - bar.n))
             refits += chunk_refits
-            store = part.store.with_rows(n) if store is None else store
-            store.put_rows(first, part.store)
-            rounds.append(part.rounds)
+            check_finite(out, part.store)
+            if compact:  # the compact store's bit allocation needs the whole set
+                whole = part.store.with_rows(n) if whole is None else whole
+                whole.put_rows(first, part.store)
+            else:  # on disk in the checkpoint: only its PSNR and its rounds' sums stay here
+                psnr.append(totals.add(part.rounds))
+            del part
         bar.close()
-        merged, psnr = merge_rounds(rounds)
         meta = {"fit": _fit_meta(cfg), "source": source, "refits": refits, "encode_seconds": round(fit_seconds, 3),
                 "device": str(dev), "resumed_chunks": resumed + resumed_packed, "init": init_meta}
-        if compressing:
-            meta["resumed_compressed_chunks"] = resumed_packed
-            merged[0]["seconds"] = round(fit_seconds, 3)
-            meta["compression"] = {**compression.to_json(), "rounds": merged}
-            inrs = INRSet(store, arch, h, w, labels, class_names, psnr, meta).to(dev)
-        else:  # no compression, or the compact store (bits allocated over the whole set at once)
-            store = store if store is not None else DenseStore(torch.zeros(0, arch.n_params))
-            inrs = _finish(images, store.params, arch, cfg, compression, dev, meta, labels, class_names, progress,
-                           base, psnr)
-    inrs.save(out)
+        if compact:
+            whole = whole if whole is not None else like
+            inrs = _finish(images, whole.params, arch, cfg, compression, dev, meta, labels, class_names, progress, base)
+            file_bytes, psnr = inrs.save(out), inrs.psnr
+        else:
+            if compressing:
+                merged = totals.merged()
+                meta["resumed_compressed_chunks"] = resumed_packed
+                merged[0]["seconds"] = round(fit_seconds, 3)
+                meta["compression"] = {**compression.to_json(), "rounds": merged}
+            psnr = torch.cat(psnr) if psnr else torch.zeros(0)  # (N,)
+            chunks = lambda: checkpoint.chunk_stores(stamps, n, chunk, settings, like)  # noqa: E731
+            file_bytes = write_set(out, file_form(like, chunks), arch, h, w, labels, class_names, psnr, meta)
     checkpoint.remove()
     remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write
-    return inrs
+    return file_summary(n, h, w, file_bytes, psnr)

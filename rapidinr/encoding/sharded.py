@@ -11,13 +11,12 @@ from pathlib import Path
 
 import torch
 
-from rapidinr.codec import fileformat
-from rapidinr.codec.inrset import file_header, load, psnr_summary
+from rapidinr.codec.inrset import file_summary, load, write_set
 from rapidinr.codec.store import DenseStore
 from rapidinr.core.distributed import barrier, finish, init, local_device, waiting_group
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.fit import chunk_size_for
-from rapidinr.encoding.runner import encode_to_file
+from rapidinr.encoding.runner import encode_file
 from rapidinr.sources.datasets import ImageSet
 
 SHARD_WAIT_S = 7 * 24 * 3600  # how long a rank waits for the others (their shards, rank 0's merge): no
@@ -58,8 +57,8 @@ def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_name
     shard_labels = labels[start:stop] if labels is not None else None
     if stop > start:
         shard = ImageSet(images[start:stop], shard_labels, list(class_names or []), source=f"{source}[{start}:{stop}]")
-        encode_to_file(shard, part, arch, shard_cfg, device, overwrite=True, progress=progress and place.is_main,
-                       init=learned_init, steps=cfg.steps, lr=cfg.lr)  # cfg is the caller's final choice
+        encode_file(shard, part, arch, shard_cfg, device, overwrite=True, progress=progress and place.is_main,
+                    init=learned_init, steps=cfg.steps, lr=cfg.lr)  # cfg is the caller's final choice
     barrier(waits)
     merged = None
     if place.is_main:
@@ -75,12 +74,13 @@ def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool
     """Concatenate shard files (in rank order) into one ``.rinr``; the shards are then removed.
 
     Streams: a first pass reads each shard in turn (verified) for what is small (labels, PSNR,
-    zeros, header), a second reads each again and writes its weights straight into the file, so
-    memory holds one shard's weights at a time, never the set. Returns the merged file's summary
-    (images, file_bytes, bytes_per_image, psnr_mean)."""
+    header), then the file is written from the shards' weights read again one shard at a time
+    (:func:`~rapidinr.codec.inrset.write_set` of a chunked ``FileForm``), so memory holds one
+    shard's weights at a time, never the set. Returns the merged file's summary
+    (:func:`~rapidinr.codec.inrset.file_summary`)."""
     if Path(out).exists() and not overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    shape, sizes, labels, psnr, zeros, meta = None, [], [], [], 0, {}
+    shape, sizes, labels, psnr, meta = None, [], [], [], {}
     for path in paths:  # pass 1: everything but the weights
         shard = load(path)
         if shape is None:  # the first shard's facts (not the shard: it would stay in memory)
@@ -89,38 +89,27 @@ def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool
             meta.update(refits=0, encode_seconds=0.0)
         elif (shard.arch, shard.height, shard.width) != shape[:3]:
             raise UserError(f"{out}: shards disagree on architecture or image size")
-        params = shard.dense_params()  # (n_shard, P)
         sizes.append(len(shard))
-        zeros += params.numel() - int(torch.count_nonzero(params))
         if shape[3]:
             labels.append(shard.labels)
         psnr.append(shard.psnr)
         meta["refits"] += int(shard.meta.get("refits", 0))
         meta["encode_seconds"] = max(meta["encode_seconds"], float(shard.meta.get("encode_seconds", 0)))
-        del shard, params
+        del shard
     arch, height, width, has_labels, class_names = shape
-    n, p = sum(sizes), arch.n_params
     meta.update(source=source, fit={**meta.get("fit", {}), "seed": cfg.seed}, shards=len(paths))
-    header = file_header(arch, height, width, n, has_labels, class_names, DenseStore.header_for(zeros / max(n * p, 1)),
-                         meta)
-    small = {"psnr": torch.cat(psnr)}  # (N,)
-    if has_labels:
-        small["labels"] = torch.cat(labels).long()  # (N,)
-    specs = {"params": (torch.float32, [n, p]), **{k: (v.dtype, list(v.shape)) for k, v in small.items()}}
 
-    def pieces(name: str):
-        if name != "params":
-            yield small[name]
-            return
-        for path, size in zip(paths, sizes):  # pass 2: one shard's weights at a time
+    def shards():  # one shard's weights at a time
+        for path, size in zip(paths, sizes):
             weights = load(path).dense_params()  # (n_shard, P)
             if len(weights) != size:
                 raise UserError(f"{path}: the shard changed during the merge")
-            yield weights
-            del weights  # before the next shard is read
+            yield DenseStore(weights)
 
-    file_bytes = fileformat.write_pieces(out, header, specs, pieces)
+    psnr = torch.cat(psnr)  # (N,)
+    form = DenseStore(torch.zeros(0, arch.n_params)).file_form(shards)
+    file_bytes = write_set(out, form, arch, height, width, torch.cat(labels) if has_labels else None, class_names,
+                           psnr, meta)
     for path in paths:
         Path(path).unlink(missing_ok=True)
-    return {"images": n, "file_bytes": file_bytes, "bytes_per_image": file_bytes / max(n, 1),
-            "psnr_mean": psnr_summary(small["psnr"])["psnr_mean"]}
+    return file_summary(len(psnr), height, width, file_bytes, psnr)
