@@ -15,6 +15,9 @@ import pytest
 import torch
 
 import rapidinr
+from rapidinr.core.config import Arch, FitConfig
+from rapidinr.core.errors import UserError
+from rapidinr.encoding import sharded
 from rapidinr.encoding.sharded import shard_range
 from rapidinr.training.loaders import epoch_indices
 
@@ -64,10 +67,13 @@ def test_ddp_training_two_ranks_disjoint_and_covering(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("init", ["random", "learned"])
-def test_sharded_encode_merges_to_the_single_process_set(tmp_path, init):
+@pytest.mark.parametrize("init,compression", [
+    ("random", []), ("learned", []),
+    ("random", ["--prune-l1", "0.2", "--retrain-steps", "3", "--quant-bits", "8", "--lossless", "zstd"])])
+def test_sharded_encode_merges_to_the_single_process_set(tmp_path, init, compression):
+    """Each rank encodes (and compresses) its chunks; the merged file holds the single-process set."""
     one, two = tmp_path / "one.rinr", tmp_path / "two.rinr"
-    common = ["--limit", "24", "--steps", "15", "--batch-size", "8", "--quiet", "--init", init]
+    common = ["--limit", "24", "--steps", "15", "--batch-size", "8", "--quiet", "--init", init, *compression]
     _torchrun(1, "encode", "default", "-o", str(one), *common)
     done = _torchrun(2, "encode", "default", "-o", str(two), *common)
     assert "from 2 shards" in done.stdout
@@ -77,6 +83,23 @@ def test_sharded_encode_merges_to_the_single_process_set(tmp_path, init):
     assert a.class_names == b.class_names and b.meta["shards"] == 2
     assert a.meta["init"] == b.meta["init"] and b.meta["init"]["kind"] == init
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.rinr", "two.rinr"]  # shards removed
+    assert a.info()["param_encoding"] == b.info()["param_encoding"] == ("packed-v1" if compression else "dense-f32")
+    if compression:  # the mask coded over the whole set, as one process codes it: the same payload
+        assert a.store.header()["mask_coding"] == b.store.header()["mask_coding"]
+        assert a.file_bytes == pytest.approx(b.file_bytes, abs=64)  # headers differ (shards, seconds), not weights
+        rounds_a, rounds_b = a.meta["compression"]["rounds"], b.meta["compression"]["rounds"]
+        assert [r["round"] for r in rounds_a] == [r["round"] for r in rounds_b]
+        assert [r["psnr_mean"] for r in rounds_a] == pytest.approx([r["psnr_mean"] for r in rounds_b])
+
+
+def test_a_sharded_encode_refuses_the_compact_store(tmp_path):
+    from rapidinr.encoding.compress import CompactConfig, CompressConfig
+
+    images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    with pytest.raises(UserError, match="whole set"):
+        sharded.encode_sharded(images, tmp_path / "x.rinr", Arch.parse("1x4", 1), FitConfig(steps=1), "cpu",
+                               compression=CompressConfig(compact=CompactConfig()))
+    assert list(tmp_path.iterdir()) == []
 
 
 SLOW_MERGE = r"""

@@ -178,13 +178,10 @@ def _world_size() -> int:
 
 
 def _run_sharded(args, data, arch, cfg, device, compression, out, init) -> int:
-    if compression is not None:
-        raise UserError("under torchrun, encode runs round 1 (the fit) only; drop the compression options "
-                        "(a compressed encode runs in one process)")
     if args.resume:
         raise UserError("--resume is not supported under torchrun (each rank writes its own shard)")
     info = encode_sharded(data.images, out, arch, cfg, device, data.labels, data.class_names, data.source,
-                          overwrite=args.overwrite, progress=not args.quiet, learned_init=init)
+                          overwrite=args.overwrite, progress=not args.quiet, learned_init=init, compression=compression)
     if from_env().is_main:
         print(f"wrote {out}: {info['images']} images from {from_env().world} shards, arch {arch.name}, "
               f"{info['bytes_per_image']:.0f} B/image, PSNR {info['psnr_mean']:.2f} dB")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rapidinr.codec.inrset import file_summary, load, write_set
-from rapidinr.codec.store import DenseStore
+from rapidinr.codec.store import file_form
 from rapidinr.core.distributed import barrier, finish, init, local_device, waiting_group
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.fit import chunk_size_for
@@ -37,13 +37,19 @@ def shard_path(out: Path, rank: int, world: int) -> Path:
 
 
 def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_names=None, source: str = "",
-                   overwrite: bool = False, progress: bool = True, learned_init=None) -> dict | None:
+                   overwrite: bool = False, progress: bool = True, learned_init=None, compression=None) -> dict | None:
     """Encode this rank's shard to its own file; rank 0 then merges every shard into ``out``.
 
     learned_init: ``init`` of :func:`rapidinr.encoding.runner.encode` (one learned init shared by every rank).
+    compression: a :class:`~rapidinr.encoding.compress.CompressConfig` each rank runs on its own chunks
+    (pruning, quantization, zstd: all per image); not the compact store, whose bit allocation sees
+    the whole set at once.
 
     Returns the merged file's summary (:func:`merge_shards`) on rank 0, None elsewhere.
     """
+    if compression is not None and compression.compact is not None:
+        raise UserError("the compact store allocates its bits over the whole set: encode it in one process "
+                        "(drop torchrun or --preset)")
     place = init(torch.device("cpu"))  # gloo: only barriers cross the processes
     waits = waiting_group(SHARD_WAIT_S)  # the job's group may have been made with a short timeout
     device = local_device(device, place)
@@ -58,7 +64,8 @@ def encode_sharded(images, out: Path, arch, cfg, device, labels=None, class_name
     if stop > start:
         shard = ImageSet(images[start:stop], shard_labels, list(class_names or []), source=f"{source}[{start}:{stop}]")
         encode_file(shard, part, arch, shard_cfg, device, overwrite=True, progress=progress and place.is_main,
-                    init=learned_init, steps=cfg.steps, lr=cfg.lr)  # cfg is the caller's final choice
+                    init=learned_init, steps=cfg.steps, lr=cfg.lr,  # cfg is the caller's final choice
+                    compression=compression)
     barrier(waits)
     merged = None
     if place.is_main:
@@ -74,42 +81,72 @@ def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool
     """Concatenate shard files (in rank order) into one ``.rinr``; the shards are then removed.
 
     Streams: a first pass reads each shard in turn (verified) for what is small (labels, PSNR,
-    header), then the file is written from the shards' weights read again one shard at a time
-    (:func:`~rapidinr.codec.inrset.write_set` of a chunked ``FileForm``), so memory holds one
-    shard's weights at a time, never the set. Returns the merged file's summary
-    (:func:`~rapidinr.codec.inrset.file_summary`)."""
+    header), then the file is written from the shards' stores read again one shard at a time
+    (:func:`~rapidinr.codec.inrset.write_set` of a chunked ``FileForm``: dense, or pruned and
+    quantized, the mask coded over the whole set), so memory holds one shard at a time, never the
+    set. Returns the merged file's summary (:func:`~rapidinr.codec.inrset.file_summary`)."""
     if Path(out).exists() and not overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
-    shape, sizes, labels, psnr, meta = None, [], [], [], {}
+    shape, sizes, labels, psnr, metas = None, [], [], [], []
     for path in paths:  # pass 1: everything but the weights
         shard = load(path)
+        layout = (shard.arch, shard.height, shard.width, shard.store.encoding,
+                  shard.meta.get("compression"))
         if shape is None:  # the first shard's facts (not the shard: it would stay in memory)
-            shape = (shard.arch, shard.height, shard.width, shard.labels is not None, shard.class_names)
-            meta = dict(shard.meta)
-            meta.update(refits=0, encode_seconds=0.0)
-        elif (shard.arch, shard.height, shard.width) != shape[:3]:
-            raise UserError(f"{out}: shards disagree on architecture or image size")
+            shape, like = layout, shard.store.with_rows(0)
+            has_labels, class_names = shard.labels is not None, shard.class_names
+        elif layout[:4] != shape[:4] or _settings(layout[4]) != _settings(shape[4]):
+            raise UserError(f"{out}: shards disagree on architecture, image size or compression")
         sizes.append(len(shard))
-        if shape[3]:
+        if has_labels:
             labels.append(shard.labels)
         psnr.append(shard.psnr)
-        meta["refits"] += int(shard.meta.get("refits", 0))
-        meta["encode_seconds"] = max(meta["encode_seconds"], float(shard.meta.get("encode_seconds", 0)))
+        metas.append(shard.meta)
         del shard
-    arch, height, width, has_labels, class_names = shape
+    arch, height, width = shape[:3]
+    meta = merged_meta(metas, sizes)
     meta.update(source=source, fit={**meta.get("fit", {}), "seed": cfg.seed}, shards=len(paths))
 
-    def shards():  # one shard's weights at a time
+    def shards():  # one shard's store at a time
         for path, size in zip(paths, sizes):
-            weights = load(path).dense_params()  # (n_shard, P)
-            if len(weights) != size:
+            store = load(path).store
+            if len(store) != size:
                 raise UserError(f"{path}: the shard changed during the merge")
-            yield DenseStore(weights)
+            yield store
 
     psnr = torch.cat(psnr)  # (N,)
-    form = DenseStore(torch.zeros(0, arch.n_params)).file_form(shards)
-    file_bytes = write_set(out, form, arch, height, width, torch.cat(labels) if has_labels else None, class_names,
-                           psnr, meta)
+    file_bytes = write_set(out, file_form(like, shards), arch, height, width, torch.cat(labels) if has_labels else None,
+                           class_names, psnr, meta)
     for path in paths:
         Path(path).unlink(missing_ok=True)
     return file_summary(len(psnr), height, width, file_bytes, psnr)
+
+
+def _settings(compression: dict | None) -> dict | None:
+    """A shard's compression settings, without its measured rounds."""
+    return None if compression is None else {k: v for k, v in compression.items() if k != "rounds"}
+
+
+def merged_meta(metas: list[dict], sizes: list[int]) -> dict:
+    """The shards' header meta as one file's: refits and chunk counts summed, the encode's seconds
+    the slowest shard's (they ran side by side), each compression round's means weighted by the
+    shards' images and its seconds summed (as chunks' are in one process)."""
+    meta = dict(metas[0])
+    meta["refits"] = sum(int(m.get("refits", 0)) for m in metas)
+    meta["encode_seconds"] = max(float(m.get("encode_seconds", 0)) for m in metas)
+    for key in ("resumed_chunks", "resumed_compressed_chunks"):
+        if key in meta:
+            meta[key] = sum(int(m.get(key, 0)) for m in metas)
+    if meta.get("compression"):
+        rounds = []
+        for j, first in enumerate(meta["compression"]["rounds"]):
+            entries = [m["compression"]["rounds"][j] for m in metas]
+            merged = {**first, "seconds": round(sum(float(e["seconds"]) for e in entries), 3)}
+            for key in ("psnr_mean", "weight_sparsity", "ratio_mean"):
+                if first.get(key) is not None:
+                    total = sum(size for e, size in zip(entries, sizes) if e.get(key) is not None)
+                    merged[key] = sum(e[key] * size for e, size in zip(entries, sizes)
+                                      if e.get(key) is not None) / max(total, 1)
+            rounds.append(merged)
+        meta["compression"] = {**meta["compression"], "rounds": rounds}
+    return meta
