@@ -11,7 +11,9 @@ both against the smallest size — the aim (issue 14): time per image
 at 100k within 1.3× of 1k, peak RSS growing no faster than the file. Peak RSS is taken when the
 encode returns (fit, compression, the file's write), counted from just after the images are made
 (the peak is reset there: Linux ``clear_refs``); the file is then read back with the encoded set
-released, and that read's own peak is reported beside it (``read_peak_rss_mb``).
+released, and that read's peak is reported beside it (``read_peak_rss_mb``, and what the read
+added to the RSS it started from, ``read_added_mb``: the file's tensors, then the set unpacked
+into its device form, ~2.6× the file).
 
     python benchmarks/scale.py                         # 1k, 10k, 100k
     python benchmarks/scale.py --sizes 1000,20000      # a test-sized run
@@ -52,11 +54,16 @@ from rapidinr.encoding.compress import CompressConfig
 from rapidinr.encoding.runner import encode_file
 from rapidinr.sources.datasets import ImageSet
 
-def peak_kb():  # the peak RSS (kB) since the last reset_peak (VmHWM), else since the process started
+def status_kb(key):  # a /proc/self/status field in kB (Linux), else None
     try:
-        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+        return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
     except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return None
+
+
+def peak_kb():  # the peak RSS (kB) since the last reset_peak (VmHWM), else since the process started
+    peak = status_kb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def reset_peak():
@@ -87,12 +94,14 @@ encode_s = time.perf_counter() - start
 rss_encode = peak_kb()  # the peak from the images made to the file written
 psnr_mean = summary["psnr_mean"]
 reset_peak()  # reading back stands for a later job (training) that opens the file
+rss_before_read = status_kb("VmRSS")
 back = load(out)
 rss_read = peak_kb()
 assert len(back) == n
 print(json.dumps({"images": n, "encode_s": encode_s, "seconds_per_image": encode_s / n,
                   "peak_rss_mb": rss_encode / 1024,
                   "read_peak_rss_mb": rss_read / 1024,  # reading the file back, the encoded set released
+                  "read_added_mb": (rss_read - (rss_before_read or 0)) / 1024,  # what the read itself added to the peak
                   "rss_after_images_mb": rss_images / 1024, "file_bytes": out.stat().st_size,
                   "psnr_mean": psnr_mean}))
 """
@@ -104,7 +113,7 @@ def run_repeats(n: int, args, folder: Path) -> dict:
     runs = [run_size(n, args, folder) for _ in range(args.repeats)]
     out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     out["runs"] = {key: [r[key] for r in runs] for key in ("seconds_per_image", "peak_rss_mb", "rss_after_images_mb",
-                                                           "read_peak_rss_mb")}
+                                                           "read_peak_rss_mb", "read_added_mb")}
     return out
 
 
@@ -143,7 +152,7 @@ def main(argv=None) -> dict:
     first = rows[0]
     print(f"scale: 8x8 gray, arch 1x8, {args.steps} steps + L1 0.2 ({args.retrain_steps} retrain steps) + 8-bit (all layers)")
     print(f"  {'images':>8}{'ms/image':>10}{'x first':>9}{'peak RSS MB':>13}{'encode MB':>11}{'growth':>8}"
-          f"{'file MB':>9}{'file growth':>13}{'RSS/file':>10}{'vs prev':>9}{'read peak MB':>14}")
+          f"{'file MB':>9}{'file growth':>13}{'RSS/file':>10}{'vs prev':>9}{'read peak MB':>14}{'read adds MB':>14}")
     for prev, r in zip([None, *rows], rows):
         r["time_vs_first"] = round(r["seconds_per_image"] / first["seconds_per_image"], 3)
         # what the encode added to the peak, beyond making the synthetic images (this script's own)
@@ -159,7 +168,7 @@ def main(argv=None) -> dict:
         print(f"  {r['images']:>8}{1000 * r['seconds_per_image']:>10.3f}{r['time_vs_first']:>9.2f}"
               f"{r['peak_rss_mb']:>13.0f}{r['encode_rss_mb']:>11.1f}{r['rss_growth_mb']:>8.1f}{r['file_bytes'] / 2**20:>9.2f}"
               f"{r['file_growth_mb']:>13.2f}{_or_dash(r['rss_per_file_mb']):>10}{_or_dash(r['rss_per_file_mb_vs_previous']):>9}"
-              f"{r['read_peak_rss_mb']:>14.0f}")
+              f"{r['read_peak_rss_mb']:>14.0f}{r['read_added_mb']:>14.1f}")
     settings = {"sizes": sizes, "steps": args.steps, "retrain_steps": args.retrain_steps, "arch": "1x8",
                 "image": "8x8 gray synthetic", "compression": "l1 0.2 + 8-bit (all layers)",
                 "malloc": MALLOC_FIXED, "threads": 1,

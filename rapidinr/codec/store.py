@@ -21,6 +21,7 @@ from rapidinr.core.errors import UserError
 from rapidinr.core.threads import usable_cores
 
 FINITE_BLOCK = 1 << 16  # elements checked at once by all_finite
+UNPACK_BLOCK = 1 << 20  # weights of a part unpacked at once when a file is read
 
 
 def all_finite(values: torch.Tensor) -> bool:
@@ -417,17 +418,25 @@ class PackedStore:
                 ("codes", layout.quantized, CODE_DTYPES.get(bits, torch.int8), 2 ** (min(bits, 16) - 1) - 1),
                 ("wide", layout.wide, torch.int16, 2**15 - 1), ("values", layout.full, torch.float32, None)]:
             inside = rank[positions] >= 0  # (K,)
-            where = torch.ones(n, positions.numel(), dtype=torch.bool)  # (N, K): which values the file holds
-            where.index_copy_(1, inside.nonzero().flatten(), nonzero.index_select(1, rank[positions[inside]]))
+            columns, mask_columns = inside.nonzero().flatten(), rank[positions[inside]]
             flat = tensors.get(name)
-            if flat is None or flat.dtype != dtype or tuple(flat.shape) != (int(torch.count_nonzero(where)),):
+            step = max(1, UNPACK_BLOCK // max(positions.numel(), 1))
+            held = n * int((~inside).sum()) + sum(int(torch.count_nonzero(nonzero[first : first + step][:, mask_columns]))
+                                                  for first in range(0, n, step))
+            if flat is None or flat.dtype != dtype or tuple(flat.shape) != (held,):
                 raise UserError(f"{path}: compressed weights missing or malformed ({name})")
             if limit is not None and flat.numel() and max(int(flat.max()), -int(flat.min())) > limit:
                 raise UserError(f"{path}: quantized codes out of range")
             if limit is None and not all_finite(flat):
                 raise UserError(f"{path}: weights contain NaN or infinity")
-            parts[name] = torch.zeros(n, positions.numel(), dtype=dtype).masked_scatter_(where, flat)  # no int64 index
-            del where
+            parts[name] = out = torch.zeros(n, positions.numel(), dtype=dtype)  # (N, K)
+            at = 0
+            for first in range(0, n, step):  # a block of rows at a time: no (N, K) pattern beside the part
+                where = torch.ones(min(step, n - first), positions.numel(), dtype=torch.bool)  # (b, K): what the file holds
+                where.index_copy_(1, columns, nonzero[first : first + step].index_select(1, mask_columns))
+                count = int(torch.count_nonzero(where))
+                out[first : first + step].masked_scatter_(where, flat[at : at + count])  # no int64 index
+                at += count
         del nonzero
         scales = tensors.get("scales")
         if scales is None or scales.dtype != torch.float32 or tuple(scales.shape) != (n, layout.groups):
