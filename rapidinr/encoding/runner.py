@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -418,7 +419,7 @@ def encode_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device, *
                 merged[0]["seconds"] = round(fit_seconds, 3)
                 meta["compression"] = {**compression.to_json(), "rounds": merged}
             psnr = torch.cat(psnr) if psnr else torch.zeros(0)  # (N,)
-            chunks = lambda: checkpoint.chunk_stores(stamps, n, chunk, settings, like)  # noqa: E731
+            chunks = functools.partial(checkpoint.chunk_stores, stamps, n, chunk, settings, like)  # read per pass
             file_bytes = write_set(out, file_form(like, chunks), arch, h, w, labels, class_names, psnr, meta)
     checkpoint.remove()
     remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write
