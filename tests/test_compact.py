@@ -65,6 +65,14 @@ def test_per_image_steps_quantize_each_image_on_its_own_grid():
     assert error[2] < error[0] < error[4]  # a finer step, a smaller error
 
 
+def test_image_steps_cost_one_float_per_image_on_the_device_and_nothing_without_them():
+    params = weights()
+    plain = CompactStore.from_params(params, ARCH, 8)
+    stepped = CompactStore.from_params(params, ARCH, 8, image_exps=torch.zeros(6, dtype=torch.int8))
+    assert plain.image_step is None and stepped.nbytes == plain.nbytes + 4 * 6
+    assert torch.equal(stepped.dense(), plain.dense())  # all exponents zero: the one set-wide step
+
+
 def test_image_step_exponents_follow_each_images_own_peak_in_the_int8_layers():
     arch = Arch.parse("3x8", 3)
     init = siren.init_params(arch, [9])[0]  # (P,)

@@ -19,12 +19,12 @@ by ``2 ** (-e_i / 4)`` (``entropy.py``: factors), which costs nothing more. No `
 
 On the device: the integer codes of the groups of up to 8 bits as int8 (N, P8), of the wider
 groups as int16 (N, P16), the step of every position (P,), every image's step multiplier (N, 1)
-and the init (P,); ``gather`` is three index_selects, two column scatters, two multiplies and one
-add. In the file: the codes of the whole set in one ANS stream (``entropy.py``, one parametric
-model per group), the bits, steps and models in the header (key ``compact``), the images' step
-exponents (tensor ``image_exps``, with header key ``compact.image_steps_per_octave``), and the
-init either stored once (tensor ``init``) or pinned by its sha256 to a learned init that ships in
-``data/`` (:func:`shipped_init`).
+where it has one, and the init (P,); ``gather`` is two index_selects (three with image steps), two
+column scatters, one multiply (two) and one add. In the file: the codes of the whole set in one
+ANS stream (``entropy.py``, one parametric model per group), the bits, steps and models in the
+header (key ``compact``), the images' step exponents (tensor ``image_exps``, with header key
+``compact.image_steps_per_octave``), and the init either stored once (tensor ``init``) or pinned
+by its sha256 to a learned init that ships in ``data/`` (:func:`shipped_init`).
 """
 from __future__ import annotations
 
@@ -157,7 +157,8 @@ class CompactStore:
         self.relative = init is not None
         self.store_init = store_init
         self.image_exps = None if image_exps is None else image_exps.to(codes.device)  # (N,) int8 or None
-        self.image_step = image_multipliers(self.image_exps, codes.shape[0], codes.device)  # (N, 1)
+        self.image_step = (None if image_exps is None  # (N, 1): every image's step multiplier, or None (all 1)
+                           else image_multipliers(self.image_exps, codes.shape[0], codes.device))
         self._packed = None
 
     @classmethod
@@ -197,7 +198,7 @@ class CompactStore:
         """Bytes on the device: the codes at their widths, their positions, the step and init vectors,
         the images' step multipliers."""
         tensors = (self.narrow, self.wide, self.narrow_pos, self.wide_pos, self.step, self.init, self.image_step)
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
     def to(self, device) -> CompactStore:
         return CompactStore(self.codes.to(device), self.arch, self.bits, self.steps,
@@ -208,12 +209,15 @@ class CompactStore:
         out = torch.empty(indices.numel(), self.arch.n_params, device=self.device)  # (B, P)
         out[:, self.narrow_pos] = self.narrow.index_select(0, indices).float()
         out[:, self.wide_pos] = self.wide.index_select(0, indices).float()
-        return out.mul_(self.step).mul_(self.image_step.index_select(0, indices)).add_(self.init)
+        out.mul_(self.step)
+        if self.image_step is not None:
+            out.mul_(self.image_step.index_select(0, indices))
+        return out.add_(self.init)
 
     def all_finite(self) -> bool:
         """Whether every weight decodes finite: the largest code (int16) on each step around the init
         bounds them all (no dense copy of the set)."""
-        top = float(self.image_step.max()) if len(self) else 1.0
+        top = float(self.image_step.max()) if self.image_step is not None and len(self) else 1.0
         return bool(torch.isfinite(self.step.abs() * (2**15 - 1) * top + self.init.abs()).all())
 
     def dense(self) -> torch.Tensor:
