@@ -16,11 +16,14 @@ Ablation at 3x15, steps added one at a time:
                      one set-wide step per tensor, codes ANS-coded under one fitted model per tensor
   + learned-init fit the fit starts from the learned init; the store still codes w itself
   + init-relative    the store codes w - init (init pinned by its hash to the shipped file)
-  + RD bits          bits per tensor by rate-distortion (the preset's lambda)
+  + RD bits          bits per tensor by rate-distortion (the preset's lambda), one step per tensor
+  + image steps      every image also gets its own step multiplier, from its own largest weight in
+                     the int8 hidden matrices (one byte per image; the preset's)
   + QAT              the preset's quantization-aware fine-tuning at those bits (= the compact preset)
   + rate term        the same fine-tuning with ``--rate`` times mean |code| added to its loss
 Then the rate set by --arch: today's store and the compact preset (with the random init, and
-with each learned init where one ships for the arch and size), BD-rate (a local Bjøntegaard
+with each learned init where one ships for the arch and size; with the preset's init also without
+image steps, side by side), BD-rate (a local Bjøntegaard
 function, below: no shared BD function on this branch), and the comparison with optimized 4:4:4
 JPEG (libjpeg-turbo, ``optimize=True, subsampling=0``) and WebP (libwebp, method 6) at per-image
 byte caps (320..900 B at 32×32, scaled with the pixel count at 64×64), all through Pillow. Bytes
@@ -172,7 +175,9 @@ def main(argv=None) -> dict:
     fit_cfg = FitConfig(steps=args.steps)
     folder = Path(tempfile.mkdtemp(prefix="compact_store-"))
     preset_curve = f"compact preset, {families[0]} init"
-    curves = {"baseline": [], "compact, random init": [], **{f"compact preset, {f} init": [] for f in families}}
+    one_step = f"compact preset, {families[0]} init, one step per tensor"  # the preset before image steps, beside it
+    curves = {"baseline": [], "compact, random init": [], **{f"compact preset, {f} init": [] for f in families},
+              one_step: []}
     rows, missing = [], []
     began = time.perf_counter()
     preset = dataclasses.replace(PRESETS["compact"], finetune_steps=args.qat)
@@ -201,6 +206,10 @@ def main(argv=None) -> dict:
             name = f"compact preset, {family} init"
             curves[name].append(measure(f"{arch_text} {name}", compact(
                 learned_fits[family, arch_text], arch, preset, learned.params), images, folder))
+            if family == families[0]:
+                curves[one_step].append(measure(f"{arch_text} {one_step}", compact(
+                    learned_fits[family, arch_text], arch, dataclasses.replace(preset, image_steps=False),
+                    learned.params), images, folder))
         line = " | ".join(f"{k} {v[-1]['bytes_per_image']:.0f} B {v[-1]['psnr']:.2f} dB" for k, v in curves.items()
                           if v and v[-1]["row"].startswith(arch_text + " "))
         print(f"{arch_text}: {line}  ({time.perf_counter() - began:.0f} s)", flush=True)
@@ -212,7 +221,7 @@ def main(argv=None) -> dict:
     no_init = f"no init at this size ({init_file(families[0], arch_text, size).name} does not ship)"
     learned_params = learned_fits[families[0], arch_text] if init is not None else params
     lw_bits = [16, 16] + [8, 16] * (arch.layers - 1) + [16, 16]  # hidden weights at 8 bits, the rest 16
-    rd = dataclasses.replace(preset, finetune_steps=0)
+    rd = dataclasses.replace(preset, finetune_steps=0, image_steps=False)
     rows.append(curves["baseline"][archs.index(arch_text)] | {"row": "8-bit layer-wise (today)"})
     rows.append(measure("+ zstd", INRSet(PackedStore.from_params(params, arch, 8, "hidden", lossless="zstd"),
                                          arch, size, size), images, folder))
@@ -227,6 +236,8 @@ def main(argv=None) -> dict:
         rows += [{"row": "+ learned-init fit", "note": no_init}, {"row": "+ init-relative codes", "note": no_init}]
     tag = "" if init is not None else " (random init)"
     rows.append(measure("+ RD bits" + tag, compact(learned_params, arch, rd, init), images, folder))
+    rows.append(measure("+ image steps" + tag, compact(learned_params, arch, dataclasses.replace(
+        rd, image_steps=preset.image_steps), init), images, folder))
     rows.append(measure("+ QAT (= preset)" + tag, compact(learned_params, arch, preset, init), images, folder))
     rows.append(measure("+ rate term (QAT-phase L1)" + tag, compact(learned_params, arch, dataclasses.replace(
         preset, rate_weight=args.rate), init), images, folder))
@@ -300,7 +311,8 @@ def main(argv=None) -> dict:
     settings = {"images": args.images, "size": size,
                 "crops": f"Kodak photos {args.photos} shrunk 4x ({source.replace(str(KODAK), 'KODAK')}), "
                          f"{size}x{size}, seed 0",
-                "steps": args.steps, "lambda": preset.rd_lambda, "qat_steps": args.qat, "rate_weight": args.rate,
+                "steps": args.steps, "lambda": preset.rd_lambda, "image_steps": preset.image_steps,
+                "qat_steps": args.qat, "rate_weight": args.rate,
                 "archs": args.archs, "ablation_arch": arch_text, "lambdas": args.lams, "preset_init": families[0],
                 "inits": [init_file(f, a, size).name for f, a in learned_fits], "no_init_at_this_size": missing,
                 "seconds": round(time.perf_counter() - began, 1)}

@@ -3,17 +3,19 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rapidinr.cli import main
 from rapidinr.codec import fileformat
-from rapidinr.codec.compact import CompactStore
+from rapidinr.codec.compact import MAX_EXP, CompactStore
 from rapidinr.codec.inrset import INRSet, load
 from rapidinr.codec.store import DenseStore
 from rapidinr.core import siren
-from rapidinr.core.config import Arch
+from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
-from rapidinr.encoding.allocation import allocate_bits
-from rapidinr.encoding.compress import PRESETS
+from rapidinr.encoding.allocation import allocate_bits, image_step_exponents
+from rapidinr.encoding.compress import PRESETS, CompactConfig, compact_store
 from rapidinr.encoding.learned_init import load_init, shipped_inits
 
 ARCH = Arch.parse("2x8", 3)
@@ -33,6 +35,67 @@ def test_file_round_trip_is_exact_and_device_codes_stay_integers(tmp_path):
     assert torch.equal(back.dense_params(), before)
     assert back.store.narrow.dtype == torch.int8 and back.store.wide.dtype == torch.int16
     assert torch.equal(back.store.gather(torch.tensor([4, 1])), before[[4, 1]])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_per_image_steps_round_trip_bit_exactly(tmp_path_factory, data):
+    n = data.draw(st.integers(1, 5))
+    exps = torch.tensor(data.draw(st.lists(st.integers(-MAX_EXP, MAX_EXP), min_size=n, max_size=n)), dtype=torch.int8)
+    bits = data.draw(st.lists(st.integers(2, 16), min_size=6, max_size=6))
+    init = siren.init_params(ARCH, [50])[0] if data.draw(st.booleans()) else None
+    store = CompactStore.from_params(weights(n, seed=data.draw(st.integers(0, 99))), ARCH, bits, init=init,
+                                     image_exps=exps)
+    path = tmp_path_factory.mktemp("steps") / "s.rinr"
+    INRSet(store, ARCH, 5, 4).save(path)
+    back = load(path).store
+    assert torch.equal(back.image_exps, exps) and torch.equal(back.codes, store.codes)
+    assert torch.equal(back.dense(), store.dense())
+    assert torch.equal(back.gather(torch.tensor([n - 1, 0])), store.dense()[[n - 1, 0]])
+
+
+def test_per_image_steps_quantize_each_image_on_its_own_grid():
+    params = weights()
+    exps = torch.tensor([0, -4, -8, 0, 4, -1], dtype=torch.int8)
+    store = CompactStore.from_params(params, ARCH, 8, image_exps=exps)
+    step = store.step * torch.exp2(exps.float() / 4)[:, None]  # (N, P): every image's own step
+    assert bool(((store.dense() - params).abs() <= step / 2 + 1e-6).all())
+    assert int(store.codes.abs().max()) <= 127  # no clipping: the group steps make room for the finest grid
+    error = (store.dense() - params).abs().amax(dim=1)  # (N,)
+    assert error[2] < error[0] < error[4]  # a finer step, a smaller error
+
+
+def test_image_steps_cost_one_float_per_image_on_the_device_and_nothing_without_them():
+    params = weights()
+    plain = CompactStore.from_params(params, ARCH, 8)
+    stepped = CompactStore.from_params(params, ARCH, 8, image_exps=torch.zeros(6, dtype=torch.int8))
+    assert plain.image_step is None and stepped.nbytes == plain.nbytes + 4 * 6
+    assert torch.equal(stepped.dense(), plain.dense())  # all exponents zero: the one set-wide step
+
+
+def test_image_step_exponents_follow_each_images_own_peak_in_the_int8_layers():
+    arch = Arch.parse("3x8", 3)
+    init = siren.init_params(arch, [9])[0]  # (P,)
+    delta = 0.01 * torch.randn(4, arch.n_params, generator=torch.Generator().manual_seed(3))  # (4, P)
+    delta[1] *= 0.5
+    delta[2] *= 0.2
+    delta[3] = 0  # an image equal to the init
+    exps = image_step_exponents(init + delta, arch, init)
+    assert exps.dtype == torch.int8 and exps.tolist()[3] == -MAX_EXP
+    assert exps[0] >= exps[1] >= exps[2] and exps[2] <= -8 and int(exps.max()) <= 0
+    store = CompactStore.from_params(init + delta, arch, [16, 16, 8, 16, 8, 16, 16, 16], init=init, image_exps=exps)
+    assert int(store.narrow.abs().max()) <= 127  # the hidden matrices' codes still fit int8
+
+
+def test_compact_store_with_image_steps_fine_tunes_chunk_by_chunk_like_the_whole_set():
+    """The straight-through fine-tuning quantizes each chunk with its own rows' steps."""
+    images = (torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    cfg = CompactConfig(bits=6, finetune_steps=3, image_steps=True)
+    params = weights(5)
+    whole, chunked = (compact_store(images, params, ARCH, cfg, FitConfig(steps=3, chunk_size=size), "cpu",
+                                    progress=False) for size in (5, 2))
+    assert whole.image_exps is not None and torch.equal(whole.image_exps, chunked.image_exps)
+    assert torch.allclose(whole.dense(), chunked.dense(), atol=1e-6)
 
 
 def test_quantization_error_is_within_half_a_step():
@@ -120,6 +183,24 @@ def test_corrupt_compact_files_are_refused_with_one_line(tmp_path, damage, needl
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("damage, needle", [
+    (lambda h, t: t.pop("image_exps"), "image step exponents missing or malformed"),
+    (lambda h, t: t.__setitem__("image_exps", t["image_exps"].to(torch.int16)), "image step exponents missing"),
+    (lambda h, t: t.__setitem__("image_exps", t["image_exps"][:-1].clone()), "image step exponents missing"),
+    (lambda h, t: t.__setitem__("image_exps", torch.full((6,), MAX_EXP + 1, dtype=torch.int8)), "within"),
+    (lambda h, t: t.__setitem__("image_exps", t["image_exps"] + 1), "entropy-coded weights are corrupt"),
+    (lambda h, t: h["compact"].__setitem__("image_steps_per_octave", 8), "image_steps_per_octave' must be 4"),
+    (lambda h, t: h["compact"].pop("image_steps_per_octave"), "tensor 'image_exps' without header field"),
+])
+def test_corrupt_image_steps_are_refused_with_one_line(tmp_path, damage, needle):
+    exps = torch.tensor([0, -2, -5, 1, 0, -3], dtype=torch.int8)
+    INRSet(CompactStore.from_params(weights(), ARCH, 8, image_exps=exps), ARCH, 5, 4).save(tmp_path / "s.rinr")
+    _rewrite(tmp_path / "s.rinr", damage)
+    with pytest.raises(UserError, match=needle) as err:
+        load(tmp_path / "s.rinr")
+    assert "s.rinr" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_truncated_compact_file_is_refused(tmp_path):
     INRSet(CompactStore.from_params(weights(), ARCH, 8), ARCH, 5, 4).save(tmp_path / "t.rinr")
     data = (tmp_path / "t.rinr").read_bytes()
@@ -154,6 +235,7 @@ def test_preset_compact_is_recorded_and_reproduced(tmp_path, capsys):
     a, b = load(first), load(second)
     assert a.meta["compression"]["compact"] == PRESETS["compact"].to_json()
     assert a.store.bits == b.store.bits and torch.equal(a.dense_params(), b.dense_params())
+    assert a.store.image_exps is not None and torch.equal(a.store.image_exps, b.store.image_exps)
 
 
 @pytest.mark.parametrize("options, needle", [

@@ -30,6 +30,46 @@ def test_round_trip_is_bit_exact(groups):
     assert all(np.array_equal(a, b) for a, b in zip(codes, back))
 
 
+@st.composite
+def scaled_groups(draw):
+    """1-3 groups of codes of n images each, every image's codes on its own scale (factor 2**(-e/4))."""
+    n = draw(st.integers(1, 5))
+    exps = np.array(draw(st.lists(st.integers(-32, 32), min_size=n, max_size=n)))
+    groups = []
+    for _ in range(draw(st.integers(1, 3))):
+        bits, size = draw(st.integers(2, 16)), draw(st.integers(0, 30))
+        limit = 2 ** (bits - 1) - 1
+        values = draw(st.lists(st.integers(-limit, limit), min_size=n * size, max_size=n * size))
+        groups.append((np.array(values, dtype=np.int32), limit, np.repeat(np.exp2(-exps / 4), size)))
+    return groups
+
+
+@settings(max_examples=60, deadline=None)
+@given(scaled_groups())
+def test_round_trip_with_per_image_factors_is_bit_exact(groups):
+    codes = [c for c, _, _ in groups]
+    factors = [f for _, _, f in groups]
+    models = [entropy.fit_model(c, limit, f) for c, limit, f in groups]
+    words = entropy.encode(codes, models, factors)
+    back = entropy.decode("set.rinr", words, models, [c.size for c in codes], entropy.digest(codes), factors)
+    assert all(np.array_equal(a, b) for a, b in zip(codes, back))
+
+
+def test_per_image_factors_code_images_of_different_spread_in_fewer_bits():
+    rng = np.random.default_rng(2)
+    spread = np.repeat(np.exp2(np.arange(-8, 8) / 4), 500)  # 16 images, 500 codes each, 16x apart in scale
+    codes = np.clip(np.round(rng.laplace(0, 6 * spread)), -127, 127).astype(np.int32)
+    factors = spread
+    one = entropy.fit_model(codes, 127)
+    scaled = entropy.fit_model(codes, 127, factors)
+    bits_one, bits_scaled = entropy.ideal_bits(codes, one), entropy.ideal_bits(codes, scaled, factors)
+    assert bits_scaled < 0.95 * bits_one
+    words = entropy.encode([codes], [scaled], [factors])
+    assert abs(32 * words.size - bits_scaled) <= 16 * 8  # the stream is the model's length within a few words
+    with pytest.raises(UserError, match="entropy-coded weights are corrupt"):  # other factors: not these codes
+        entropy.decode("set.rinr", words, [scaled], [codes.size], entropy.digest([codes]), [factors[::-1].copy()])
+
+
 def test_ideal_bits_predict_the_stream_and_beat_raw_bytes():
     rng = np.random.default_rng(0)
     codes = [np.clip(np.round(rng.normal(0, s, 4000)), -127, 127).astype(np.int32) for s in (3.0, 12.0)]

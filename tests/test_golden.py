@@ -51,3 +51,16 @@ def test_both_versions_hold_the_same_sets():
             warnings.simplefilter("ignore", FormatWarning)
             old, new = load(GOLDEN / f"{kind}-v1.rinr"), load(GOLDEN / f"{kind}-v2.rinr")
         assert torch.equal(old.dense_params(), new.dense_params())
+
+
+@pytest.mark.parametrize("name", ["compact-v2", "compact-steps-v2"])
+def test_golden_compact_file_decodes_as_recorded(name):
+    """compact-v2: written before per-image steps existed (one step per tensor); compact-steps-v2:
+    with them. Both must keep decoding to the same codes and pixels."""
+    inrs = load(GOLDEN / f"{name}.rinr")
+    expected = torch.from_numpy(np.load(GOLDEN / f"{name}.expected.npy", allow_pickle=False))
+    assert torch.equal(inrs.decode(), expected)
+    assert inrs.info()["param_encoding"] == "compact-v1" and inrs.store.bits == [10, 12, 6, 9, 4, 8]
+    assert (inrs.store.image_exps is None) == (name == "compact-v2")
+    if inrs.store.image_exps is not None:
+        assert inrs.store.image_exps.tolist() == [0, -3, -8, 2]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from rapidinr.codec import entropy
+from rapidinr.codec import compact, entropy
 from rapidinr.codec.compact import MAX_BITS, MIN_BITS, default_steps, fake_quantize, groups, qmax, quantize_codes
 from rapidinr.core import siren
 from rapidinr.core.config import Arch
@@ -42,6 +42,27 @@ def set_psnr(params: torch.Tensor, arch: Arch, images: torch.Tensor) -> float:
     return float(psnr_from_mse(mse).mean())
 
 
+def image_step_exponents(params: torch.Tensor, arch: Arch, init: torch.Tensor | None) -> torch.Tensor:
+    """Every image's step exponent (N,) int8 (``compact`` module doc) from its own largest weight.
+
+    The hidden weight matrices stay int8 (:func:`device_limits`), so their step is at least the
+    set's largest |w - init| over 127: one image with a large weight coarsens every image's grid
+    (at 3x20 the set's peak is 1.5x the median image's). Image i's multiplier is the largest, over
+    those matrices, of its own peak over the set's, rounded up to the 2 ** (1/STEPS_PER_OCTAVE)
+    grid: its codes still fit in int8, on a finer grid. The bit allocation then prices the finer grids."""
+    delta = (params.float() - (init if init is not None else 0)).abs()  # (N, P)
+    ratio = torch.zeros(params.shape[0])  # (N,)
+    for (start, size), high in zip(groups(arch), device_limits(arch)):
+        if high <= 8 and size and len(delta):
+            peak = delta[:, start : start + size].amax(dim=1)  # (N,)
+            if float(peak.max()) > 0:
+                ratio = torch.maximum(ratio, peak / peak.max())
+    if not any(h <= 8 for h in device_limits(arch)):
+        ratio = torch.ones(params.shape[0])
+    exps = torch.ceil(compact.STEPS_PER_OCTAVE * torch.log2(ratio) - 1e-9)  # (N,), -inf for an all-zero image
+    return exps.clamp(-compact.MAX_EXP, 0).to(torch.int8)
+
+
 def device_limits(arch: Arch) -> list[int]:
     """The most bits each group may take: 8 for the hidden layers' weight matrices, which hold most
     weights and so stay int8 on the device (the issue's 2-8-bit codes); 16 for the first and last
@@ -51,25 +72,30 @@ def device_limits(arch: Arch) -> list[int]:
 
 
 def allocate_bits(images: torch.Tensor, params: torch.Tensor, arch: Arch, init: torch.Tensor | None,
-                  lam: float, start: int = 12, low: int = MIN_BITS, high: list[int] | None = None) -> list[int]:
+                  lam: float, start: int = 12, low: int = MIN_BITS, high: list[int] | None = None,
+                  image_exps: torch.Tensor | None = None) -> list[int]:
     """Bits per group (list of len(groups(arch))) minimising bits/weight - lam * PSNR (module doc),
-    each within ``low`` and its ``high`` (default :func:`device_limits`)."""
+    each within ``low`` and its ``high`` (default :func:`device_limits`); ``image_exps`` (N,) int8:
+    every image's step multiplier (:func:`image_step_exponents`)."""
     n = max(params.shape[0], 1)
     layout = groups(arch)
     delta = params.float() - (init if init is not None else 0)  # (N, P)
+    factors = compact.model_factors(image_exps, arch)
     rates: dict[tuple[int, int], float] = {}
 
     def rate(g: int, b: int) -> float:
         if (g, b) not in rates:
             bits = [b] * len(layout)
-            codes = quantize_codes(params, arch, bits, default_steps(delta, arch, bits), init)  # (N, P)
+            codes = quantize_codes(params, arch, bits, default_steps(delta, arch, bits, image_exps), init,
+                                   image_exps)  # (N, P)
             s, size = layout[g]
             part = codes[:, s : s + size].to(torch.int32).numpy()
-            rates[g, b] = entropy.ideal_bits(part, entropy.fit_model(part, qmax(b))) / n / arch.n_params
+            model = entropy.fit_model(part, qmax(b), factors[g])
+            rates[g, b] = entropy.ideal_bits(part, model, factors[g]) / n / arch.n_params
         return rates[g, b]
 
     def cost(bits: list[int]) -> float:
-        decoded = fake_quantize(params, arch, bits, default_steps(delta, arch, bits), init)
+        decoded = fake_quantize(params, arch, bits, default_steps(delta, arch, bits, image_exps), init, image_exps)
         return sum(rate(g, b) for g, b in enumerate(bits)) - lam * set_psnr(decoded, arch, images)
 
     high = device_limits(arch) if high is None else high

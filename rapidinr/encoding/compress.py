@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from rapidinr.codec.compact import CompactStore, check_bits, default_steps, group_index
+from rapidinr.codec.compact import CompactStore, check_bits, default_steps, group_index, image_multipliers
 from rapidinr.codec.compact import fake_quantize as compact_fake_quantize
 from rapidinr.codec.inrset import INRSet
 from rapidinr.codec.measure import measure_weights
@@ -34,7 +34,7 @@ from rapidinr.core import siren
 from rapidinr.core.adam import BatchedAdam
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.errors import UserError
-from rapidinr.encoding.allocation import allocate_bits
+from rapidinr.encoding.allocation import allocate_bits, image_step_exponents
 from rapidinr.encoding.fit import chunk_size_for, cosine_lr, fit, images_to_targets, psnr_from_mse
 
 LOSSLESS = (None, "zstd")
@@ -50,6 +50,7 @@ class CompactConfig:
     finetune_steps: int = 0  # quantization-aware fine-tuning (straight-through) after the allocation
     finetune_lr: float = 1e-4
     rate_weight: float = 0.0  # a rate term in the fine-tuning loss: this times mean |code| (0: none)
+    image_steps: bool = False  # each image's own step, from its largest weight in the int8 layers (1 byte/image)
     relative: bool = True  # code w - init when the fit started from a learned init
     store_init: bool = False  # carry the init in the file (else: pinned by its sha256 to a shipped init)
     preset: str | None = None  # the --preset this configuration came from (file header key ``preset``)
@@ -69,7 +70,7 @@ class CompactConfig:
 
 
 # Named configurations ``encode --preset`` picks (benchmarks/compact_store.py measured them).
-PRESETS = {"compact": CompactConfig(rd_lambda=0.56, finetune_steps=200, preset="compact")}
+PRESETS = {"compact": CompactConfig(rd_lambda=0.56, finetune_steps=200, image_steps=True, preset="compact")}
 
 
 def preset(name: str) -> CompactConfig:
@@ -171,18 +172,20 @@ def finetune_quantized(images, params, arch: Arch, quant: QuantConfig, fit_cfg: 
     """Quantization-aware fine-tuning of a layer-wise quantized store (:func:`finetune_straight_through`
     at ``fake_quantize(·, layout)``); zeros (pruned weights) stay zero."""
     layout = quant.layout(arch)
-    return finetune_straight_through(images, params, arch, lambda p: fake_quantize(p, layout), quant.finetune_steps,
-                                     quant.finetune_lr, fit_cfg, device, progress, keep_zeros=True)
+    return finetune_straight_through(images, params, arch, lambda p, rows: fake_quantize(p, layout),
+                                     quant.finetune_steps, quant.finetune_lr, fit_cfg, device, progress,
+                                     keep_zeros=True)
 
 
 def finetune_straight_through(images, params, arch: Arch, quantizer, steps: int, lr: float, fit_cfg: FitConfig,
                               device, progress: bool = True, keep_zeros: bool = False, rate_grad=None) -> torch.Tensor:
     """Quantization-aware fine-tuning with a straight-through estimator.
 
-    The loss is taken at ``quantizer(p)`` (the weights the store will decode to), its gradient
-    applied to float shadow weights ``p``; with ``keep_zeros`` zeros (pruned weights) stay zero.
+    The loss is taken at ``quantizer(p, rows)`` (the weights the store will decode to; ``rows`` the
+    slice of the set that ``p`` holds), its gradient applied to float shadow weights ``p``; with
+    ``keep_zeros`` zeros (pruned weights) stay zero.
     Returns each image's float weights whose *quantized* decode had the best PSNR seen (the
-    starting point included), so it never makes an image worse. ``rate_grad(p)`` (b, P): the
+    starting point included), so it never makes an image worse. ``rate_grad(p, rows)`` (b, P): the
     gradient of a rate term added to the loss's (a smaller file for some PSNR); the best weights
     are then the last ones rather than the best-PSNR ones.
     """
@@ -201,7 +204,7 @@ def finetune_straight_through(images, params, arch: Arch, quantizer, steps: int,
         targets = images_to_targets(images[start : start + size]).to(device)  # (b, HW, C)
         best, best_psnr = p.clone(), torch.full((p.shape[0],), -math.inf, device=device)
         for step in range(cfg.steps + 1):
-            mse, grad = siren.loss_and_grad(quantizer(p), arch, coords, targets)
+            mse, grad = siren.loss_and_grad(quantizer(p, slice(start, start + size)), arch, coords, targets)
             psnr = psnr_from_mse(mse)  # (b,)
             better = psnr > best_psnr if rate_grad is None else torch.ones_like(psnr, dtype=torch.bool)
             # (b,): a row-wise select, never boolean indexing (a host sync a step)
@@ -210,7 +213,7 @@ def finetune_straight_through(images, params, arch: Arch, quantizer, steps: int,
             if step == cfg.steps:
                 break
             if rate_grad is not None:
-                grad.add_(rate_grad(p))
+                grad.add_(rate_grad(p, slice(start, start + size)))
             adam.step(grad, cosine_lr(cfg, step, cfg.lr), mask)
         out[start : start + size] = best.cpu()
         if bar is not None:
@@ -225,19 +228,22 @@ def compact_store(images, params, arch: Arch, cfg: CompactConfig, fit_cfg: FitCo
     init the fit started from (coded relative to it when ``cfg.relative``)."""
     init = base.float().cpu() if (base is not None and cfg.relative) else None
     n_groups = 2 * len(arch.layer_shapes())
-    bits = [cfg.bits] * n_groups if cfg.bits is not None else allocate_bits(images, params, arch, init, cfg.rd_lambda)
-    steps = default_steps(params - (init if init is not None else 0), arch, bits)
+    exps = image_step_exponents(params, arch, init) if cfg.image_steps else None  # (N,) int8
+    bits = ([cfg.bits] * n_groups if cfg.bits is not None
+            else allocate_bits(images, params, arch, init, cfg.rd_lambda, image_exps=exps))
+    steps = default_steps(params - (init if init is not None else 0), arch, bits, exps)
     if cfg.finetune_steps:
         anchor = (init if init is not None else torch.zeros(arch.n_params)).to(device)  # (P,)
         step = torch.tensor(steps, device=device)[group_index(arch).to(device)]  # (P,)
+        image_step = image_multipliers(exps, params.shape[0], device)  # (N, 1)
         # d/dw of rate_weight * mean |(w - anchor) / step|: a Laplace code length's proxy
-        rate_grad = (lambda p: torch.sign(p - anchor).div_(step).mul_(cfg.rate_weight / arch.n_params)
-                     ) if cfg.rate_weight else None
-        params = finetune_straight_through(images, params, arch,
-                                           lambda p: compact_fake_quantize(p, arch, bits, steps, init),
-                                           cfg.finetune_steps, cfg.finetune_lr, fit_cfg, device, progress,
-                                           rate_grad=rate_grad)
-    return CompactStore.from_params(params, arch, bits, steps, init, cfg.store_init)
+        rate_grad = (lambda p, rows: torch.sign(p - anchor).div_(step).div_(image_step[rows]).mul_(
+            cfg.rate_weight / arch.n_params)) if cfg.rate_weight else None
+        params = finetune_straight_through(
+            images, params, arch, lambda p, rows: compact_fake_quantize(
+                p, arch, bits, steps, init, None if exps is None else exps[rows].to(p.device)),
+            cfg.finetune_steps, cfg.finetune_lr, fit_cfg, device, progress, rate_grad=rate_grad)
+    return CompactStore.from_params(params, arch, bits, steps, init, cfg.store_init, exps)
 
 
 def passes(cfg: CompressConfig | None, height: int, width: int) -> int:
