@@ -12,9 +12,12 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_readme_tables_equal_what_the_committed_results_print(benchmark_script, capsys, name):
     module = benchmark_script("readme_tables")
     assert module.main([name]) == 0
-    table = capsys.readouterr().out.split("\n\n")[1].strip()  # after the "### name (file)" line
-    assert table.startswith("| ") and table.count("\n") >= 5
-    assert table in README.read_text(), f"README's {name} table differs from `python benchmarks/readme_tables.py {name}`"
+    printed = capsys.readouterr().out.split("\n\n")
+    table, claims = printed[1].strip(), printed[2].strip()  # after the "### name (file)" line: the table, its BD line
+    assert table.startswith("| ") and table.count("\n") >= 5 and claims.startswith("BD-rate")
+    readme = README.read_text()
+    assert table in readme, f"README's {name} table differs from `python benchmarks/readme_tables.py {name}`"
+    assert claims in " ".join(readme.split()), f"README's {name} BD line differs from `python benchmarks/readme_tables.py {name}`"
 
 
 def test_an_inr_row_shows_its_largest_network_within_the_cap(benchmark_script):
