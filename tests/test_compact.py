@@ -296,3 +296,30 @@ def test_the_allocations_set_psnr_in_micro_batches_equals_one_whole_set_decode()
         out = siren.forward(params, arch, siren.coordinate_grid(32, 32))  # (N, HW, C)
     whole = float(psnr_from_mse((out - images_to_targets(images)).square().mean(dim=(1, 2))).mean())
     assert allocation.set_psnr(params, arch, images) == pytest.approx(whole, abs=1e-5)
+
+
+def test_the_bit_search_measures_a_sample_of_a_large_set_with_the_whole_sets_steps(monkeypatch):
+    """Past ALLOCATION_SAMPLE images the search decodes an evenly spaced sample (its cost stops
+    growing with the set); the steps stay the whole set's, as the store will use them."""
+    from rapidinr.codec import compact
+    from rapidinr.encoding import allocation
+
+    arch = Arch.parse("2x6", 1)
+    params = siren.init_params(arch, list(range(40)))  # (40, P)
+    params[37] *= 3  # the set's largest weights sit in an image the sample does not hold
+    images = (torch.rand(40, 1, 5, 5, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
+    rows = allocation.sample_rows(40, 8)
+    assert rows.tolist() == [0, 6, 11, 17, 22, 28, 33, 39] and allocation.sample_rows(40, 40) is None
+    seen, steps_used = [], []
+    real_psnr, real_quant = allocation.set_psnr, allocation.fake_quantize
+    monkeypatch.setattr(allocation, "set_psnr", lambda p, a, im: seen.append(len(im)) or real_psnr(p, a, im))
+    monkeypatch.setattr(allocation, "fake_quantize",
+                        lambda p, a, b, s, *r: steps_used.append((list(b), s)) or real_quant(p, a, b, s, *r))
+    bits = allocation.allocate_bits(images, params, arch, None, 0.5, sample=8)
+    assert set(seen) == {8}
+    for b, s in steps_used:
+        assert s == compact.default_steps(params, arch, b)  # from all 40 images, image 37 included
+    assert len(bits) == len(compact.groups(arch))
+    # no larger than the sample: the search is the whole-set one
+    assert allocation.allocate_bits(images, params, arch, None, 0.5, sample=40) == \
+        allocation.allocate_bits(images, params, arch, None, 0.5, sample=1000)

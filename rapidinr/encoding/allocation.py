@@ -71,23 +71,46 @@ def device_limits(arch: Arch) -> list[int]:
     return [8 if (g % 2 == 0 and 0 < g // 2 < last) else MAX_BITS for g in range(2 * (last + 1))]
 
 
+ALLOCATION_SAMPLE = 1024  # images the bit search decodes at most (evenly spaced over the set)
+
+
+def sample_rows(n: int, sample: int) -> torch.Tensor | None:
+    """``sample`` row indices evenly spaced over ``n`` (first and last included), or None (all rows)
+    when the set is no larger: the search's rate and PSNR are means over images, which a thousand
+    images estimate well, so its cost stops growing with the set (each of its ~100 evaluations
+    decoded every image: ~2 h of a 50k-image encode on this CPU)."""
+    if n <= sample:
+        return None
+    return torch.linspace(0, n - 1, sample).round().long()  # (sample,), distinct since n > sample
+
+
 def allocate_bits(images: torch.Tensor, params: torch.Tensor, arch: Arch, init: torch.Tensor | None,
                   lam: float, start: int = 12, low: int = MIN_BITS, high: list[int] | None = None,
-                  image_exps: torch.Tensor | None = None) -> list[int]:
+                  image_exps: torch.Tensor | None = None, sample: int = ALLOCATION_SAMPLE) -> list[int]:
     """Bits per group (list of len(groups(arch))) minimising bits/weight - lam * PSNR (module doc),
     each within ``low`` and its ``high`` (default :func:`device_limits`); ``image_exps`` (N,) int8:
-    every image's step multiplier (:func:`image_step_exponents`)."""
-    n = max(params.shape[0], 1)
+    every image's step multiplier (:func:`image_step_exponents`). The steps are the whole set's (as
+    the store will use them); rate and PSNR are measured on at most ``sample`` images (:func:`sample_rows`)."""
     layout = groups(arch)
-    delta = params.float() - (init if init is not None else 0)  # (N, P)
+    delta = params.float() - (init if init is not None else 0)  # (N, P): the steps come from every image
+    set_exps, rows = image_exps, sample_rows(params.shape[0], sample)
+    if rows is not None:
+        params, images = params[rows], images[rows]
+        image_exps = image_exps[rows] if image_exps is not None else None
+    n = max(params.shape[0], 1)
     factors = compact.model_factors(image_exps, arch)
     rates: dict[tuple[int, int], float] = {}
+    steps_of: dict[tuple[int, ...], list[float]] = {}
+
+    def steps(bits: list[int]) -> list[float]:  # the whole set's steps at these bits
+        if tuple(bits) not in steps_of:
+            steps_of[tuple(bits)] = default_steps(delta, arch, bits, set_exps)
+        return steps_of[tuple(bits)]
 
     def rate(g: int, b: int) -> float:
         if (g, b) not in rates:
             bits = [b] * len(layout)
-            codes = quantize_codes(params, arch, bits, default_steps(delta, arch, bits, image_exps), init,
-                                   image_exps)  # (N, P)
+            codes = quantize_codes(params, arch, bits, steps(bits), init, image_exps)  # (n, P)
             s, size = layout[g]
             part = codes[:, s : s + size].to(torch.int32).numpy()
             model = entropy.fit_model(part, qmax(b), factors[g])
@@ -95,7 +118,7 @@ def allocate_bits(images: torch.Tensor, params: torch.Tensor, arch: Arch, init: 
         return rates[g, b]
 
     def cost(bits: list[int]) -> float:
-        decoded = fake_quantize(params, arch, bits, default_steps(delta, arch, bits, image_exps), init, image_exps)
+        decoded = fake_quantize(params, arch, bits, steps(bits), init, image_exps)
         return sum(rate(g, b) for g, b in enumerate(bits)) - lam * set_psnr(decoded, arch, images)
 
     high = device_limits(arch) if high is None else high
