@@ -105,12 +105,8 @@ class DenseStore:
     def dense(self) -> torch.Tensor:
         return self.params
 
-    def sparsity(self) -> float:
-        total = self.params.numel()  # count_nonzero over the whole tensor: no (N, P) temporary
-        return (total - int(torch.count_nonzero(self.params))) / total if total else 0.0
-
     def header(self) -> dict:
-        return self.header_for(self.sparsity())
+        return self.file_form().fields
 
     @classmethod
     def header_for(cls, sparsity: float) -> dict:
@@ -303,12 +299,6 @@ class PackedStore:
         layout = self.layout.to("cpu")
         return [("codes", self.codes.cpu(), layout.quantized), ("wide", self.wide.cpu(), layout.wide),
                 ("values", self.full.cpu(), layout.full)]
-
-    def sparsity(self) -> float:
-        """Share of all parameters that are zero, counted part by part (no (N, P) pattern is built)."""
-        total = len(self) * self.layout.n_params
-        zeros = sum(t.numel() - int(torch.count_nonzero(t)) for _, t, _ in self._columns())
-        return zeros / total if total else 0.0
 
     def _kept(self, rank: torch.Tensor):
         """(name, values (n, K) on the CPU, positions (K,) into P, inside (K,) bool) of each part:
