@@ -203,14 +203,13 @@ def test_a_set_written_from_its_chunks_is_the_file_of_the_whole_set(tmp_path, ze
     """The encoder writes the file from the checkpointed chunks, one at a time (``FileForm`` of the
     chunks): byte for byte the file of the same set held whole, for every mask coding."""
     from rapidinr.codec.inrset import INRSet, load, write_set
-    from rapidinr.codec.store import file_form
     from rapidinr.core.config import Arch
 
     arch = Arch.parse("3x12", 3)
     whole, chunks = _chunked_set(arch, 45, zero_share, bits, layers, lossless)
     psnr, labels = torch.linspace(20, 40, 45), torch.arange(45) % 3
     INRSet(whole, arch, 8, 8, labels, ["a", "b", "c"], psnr, {"k": 1}).save(tmp_path / "whole.rinr")
-    form = file_form(chunks[0].like({k: v[:0] for k, v in chunks[0].parts().items()}), lambda: iter(chunks))
+    form = chunks[0].like({k: v[:0] for k, v in chunks[0].parts().items()}).file_form(lambda: iter(chunks))
     size = write_set(tmp_path / "chunks.rinr", form, arch, 8, 8, labels, ["a", "b", "c"], psnr, {"k": 1})
     assert (tmp_path / "chunks.rinr").read_bytes() == (tmp_path / "whole.rinr").read_bytes()
     assert size == (tmp_path / "whole.rinr").stat().st_size

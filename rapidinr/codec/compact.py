@@ -258,6 +258,14 @@ class CompactStore:
     def tensors(self) -> dict[str, torch.Tensor]:
         return dict(self._pack()[1])
 
+    def file_form(self, chunks=None) -> fileformat.FileForm:
+        """The file form, packed whole: the codes share one entropy-coded stream and the bit
+        allocation saw the whole set, so there are no chunks to write it from."""
+        if chunks is not None:
+            raise ValueError("the compact store is packed whole, not from chunks")
+        tensors = self.tensors()  # before the header: one packing serves both
+        return fileformat.FileForm.whole(self.header(), tensors)
+
     @classmethod
     def from_tensors(cls, path, tensors: dict, header: dict, n: int, p: int) -> CompactStore:
         try:

@@ -28,7 +28,9 @@ import hashlib
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -132,9 +134,37 @@ def _full_header(header: dict) -> dict:
     return {DIGEST_KEY: _PLACEHOLDER, "format": MAGIC_KEY, "format_version": FORMAT_VERSION, **header}
 
 
+@dataclass
+class FileForm:
+    """A store as its file holds it (each store's ``file_form``): the header's store fields, each
+    file tensor's (dtype, shape) and ``pieces(name)``, that tensor's pieces in order (a chunk's rows
+    each, say), so that :func:`write_pieces` writes a set that is never whole in memory. A store
+    made from chunks reads them through a callable giving a fresh iterator per pass."""
+
+    fields: dict
+    specs: dict[str, tuple[torch.dtype, list[int]]]
+    pieces: Callable[[str], Iterable[torch.Tensor]]
+
+    @classmethod
+    def whole(cls, fields: dict, tensors: dict[str, torch.Tensor]) -> "FileForm":
+        """The form of tensors already whole in memory: one piece each."""
+        return cls(fields, _specs(tensors), lambda name: [tensors[name]])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every file tensor, whole (a store that is whole anyway: one piece each, no copy)."""
+        out = {}
+        for name, (dtype, shape) in self.specs.items():
+            parts = list(self.pieces(name))
+            whole = parts[0] if len(parts) == 1 else (torch.cat([t.reshape(-1) for t in parts]) if parts
+                                                       else torch.zeros(0, dtype=dtype))
+            out[name] = whole.reshape(shape)
+        return out
+
+
 def write(path: str | Path, header: dict, tensors: dict[str, torch.Tensor]) -> int:
     """Write a .rinr file atomically, serializing once; returns its size in bytes."""
-    return write_pieces(path, header, _specs(tensors), lambda name: [tensors[name]])
+    form = FileForm.whole(header, tensors)
+    return write_pieces(path, form.fields, form.specs, form.pieces)
 
 
 def write_pieces(path: str | Path, header: dict, specs: dict[str, tuple[torch.dtype, list[int]]], pieces) -> int:

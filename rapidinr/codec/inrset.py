@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from rapidinr.codec import fileformat
-from rapidinr.codec.store import DenseStore, FileForm, file_form, store_from_tensors
+from rapidinr.codec.fileformat import FileForm
+from rapidinr.codec.store import DenseStore, store_from_tensors
 from rapidinr.core import siren
 from rapidinr.core.config import Arch
 from rapidinr.core.devices import resolve_device
@@ -138,7 +139,7 @@ def check_finite(path, store) -> None:
 
 def write_set(path: str | Path, form: FileForm, arch: Arch, height: int, width: int, labels, class_names,
               psnr: torch.Tensor, meta: dict) -> int:
-    """Write a set's ``.rinr`` from its store's file form (:class:`~rapidinr.codec.store.FileForm`:
+    """Write a set's ``.rinr`` from its store's file form (:class:`~rapidinr.codec.fileformat.FileForm`:
     whole, or made chunk by chunk so the set is never whole in memory) and what travels beside it:
     labels (N,) or None, class names, per-image PSNR (N,), meta. Returns the file's size in bytes."""
     n = psnr.numel()
@@ -293,7 +294,7 @@ class INRSet:
     def save(self, path: str | Path) -> int:
         """Write the set to ``path`` (atomically); returns the file's size in bytes."""
         check_finite(path, self.store)
-        self.file_bytes = write_set(path, file_form(self.store), self.arch, self.height, self.width, self.labels,
+        self.file_bytes = write_set(path, self.store.file_form(), self.arch, self.height, self.width, self.labels,
                                     self.class_names, self.psnr, self.meta)
         self.file_version = fileformat.FORMAT_VERSION
         return self.file_bytes

@@ -7,13 +7,13 @@ never care how weights are kept.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from rapidinr.codec.compact import CompactStore
+from rapidinr.codec.fileformat import FileForm
 from rapidinr.codec.prune import pack_mask_blocks, unpack_mask, weight_positions
 from rapidinr.codec.quantize import CODE_DTYPES, Layout, dequantize, quantize
 from rapidinr.core.config import Arch
@@ -29,40 +29,6 @@ def all_finite(values: torch.Tensor) -> bool:
     the whole tensor builds a float copy (its ``abs``) and a bool mask of all of it."""
     flat = values.reshape(-1)
     return all(bool(torch.isfinite(flat[i : i + FINITE_BLOCK]).all()) for i in range(0, flat.numel(), FINITE_BLOCK))
-
-
-@dataclass
-class FileForm:
-    """A store as its file holds it: the header's store fields, each file tensor's (dtype, shape)
-    and ``pieces(name)``, that tensor's pieces in order (a chunk's rows each, say), so that
-    :func:`rapidinr.codec.fileformat.write_pieces` writes a set that is never whole in memory."""
-
-    fields: dict
-    specs: dict[str, tuple[torch.dtype, list[int]]]
-    pieces: Callable[[str], Iterable[torch.Tensor]]
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Every file tensor, whole (a store that is whole anyway: one piece each, no copy)."""
-        out = {}
-        for name, (dtype, shape) in self.specs.items():
-            parts = list(self.pieces(name))
-            whole = parts[0] if len(parts) == 1 else (torch.cat([t.reshape(-1) for t in parts]) if parts
-                                                       else torch.zeros(0, dtype=dtype))
-            out[name] = whole.reshape(shape)
-        return out
-
-
-def file_form(store, chunks: Callable[[], Iterator] | None = None) -> FileForm:
-    """The file form of ``store``, or (``chunks``: a callable giving a fresh iterator over stores laid
-    out like ``store``, the set's row chunks in order; called once per pass) of their concatenation,
-    made a chunk at a time. A store without ``file_form`` (the compact store) is packed whole."""
-    if hasattr(store, "file_form"):
-        return store.file_form(chunks)
-    if chunks is not None:
-        raise ValueError(f"{type(store).__name__} is packed whole, not from chunks")
-    tensors = store.tensors()  # before the header: one packing serves both
-    return FileForm(store.header(), {k: (v.dtype, list(v.shape)) for k, v in tensors.items()},
-                    lambda name: [tensors[name]])
 
 
 class DenseStore:
@@ -117,7 +83,9 @@ class DenseStore:
         return {"params": self.params}
 
     def file_form(self, chunks: Callable[[], Iterator["DenseStore"]] | None = None) -> FileForm:
-        """The float32 (N, P) matrix, of this store or of the chunks' rows (see :func:`file_form`)."""
+        """The float32 (N, P) matrix, of this store or (``chunks``: a callable giving a fresh iterator
+        over stores laid out like this one, the set's row chunks in order; called once per pass) of
+        the chunks' rows, counted a chunk at a time."""
         chunks = chunks or (lambda: [self])
         n = zeros = 0
         for store in chunks():  # count_nonzero over a chunk: no (n, P) temporary
@@ -326,9 +294,10 @@ class PackedStore:
         raise KeyError(part)
 
     def file_form(self, chunks: Callable[[], Iterator["PackedStore"]] | None = None) -> FileForm:
-        """This store's file form, or that of the chunks' rows (see :func:`file_form`), made a chunk at
-        a time: a first pass counts zeros and stored values, the mask is coded over the whole set
-        (:func:`rapidinr.codec.prune.pack_mask_blocks`: its bytes are small beside the weights), and
+        """This store's file form, or (``chunks``: as for :meth:`DenseStore.file_form`) that of the
+        chunks' rows, made a chunk at a time: a first pass counts zeros and stored values, the mask
+        is coded over the whole set (:func:`rapidinr.codec.prune.pack_mask_blocks`: its bytes are
+        small beside the weights), and
         each weight tensor's pieces are cut from the chunks as the file is written. With zstd the
         stream is compressed whole (held once: the frames' sizes go in the header, before the payload).
 

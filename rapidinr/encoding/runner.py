@@ -15,7 +15,7 @@ import torch
 from rapidinr.codec import fileformat
 from rapidinr.codec.inrset import INRSet, check_arch_size, check_finite, check_labels, file_summary, load, write_set
 from rapidinr.codec.measure import measure_set
-from rapidinr.codec.store import DenseStore, PackedStore, file_form
+from rapidinr.codec.store import DenseStore, PackedStore
 from rapidinr.core.config import Arch, FitConfig
 from rapidinr.core.devices import resolve_device
 from rapidinr.core.errors import UserError
@@ -420,7 +420,7 @@ def encode_file(data: ImageSet, out: Path, arch: Arch, cfg: FitConfig, device, *
                 meta["compression"] = {**compression.to_json(), "rounds": merged}
             psnr = torch.cat(psnr) if psnr else torch.zeros(0)  # (N,)
             chunks = functools.partial(checkpoint.chunk_stores, stamps, n, chunk, settings, like)  # read per pass
-            file_bytes = write_set(out, file_form(like, chunks), arch, h, w, labels, class_names, psnr, meta)
+            file_bytes = write_set(out, like.file_form(chunks), arch, h, w, labels, class_names, psnr, meta)
     checkpoint.remove()
     remove_stale_temporaries(out, older_than=began)  # left by a run killed mid-write
     return file_summary(n, h, w, file_bytes, psnr)

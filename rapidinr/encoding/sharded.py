@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 from rapidinr.codec.inrset import file_summary, load, write_set
-from rapidinr.codec.store import file_form
 from rapidinr.core.distributed import barrier, finish, init, local_device, waiting_group
 from rapidinr.core.errors import UserError
 from rapidinr.encoding.fit import chunk_size_for
@@ -115,7 +114,7 @@ def merge_shards(paths: list[Path], out: Path, cfg, source: str, overwrite: bool
             yield store
 
     psnr = torch.cat(psnr)  # (N,)
-    file_bytes = write_set(out, file_form(like, shards), arch, height, width, torch.cat(labels) if has_labels else None,
+    file_bytes = write_set(out, like.file_form(shards), arch, height, width, torch.cat(labels) if has_labels else None,
                            class_names, psnr, meta)
     for path in paths:
         Path(path).unlink(missing_ok=True)
