@@ -229,22 +229,19 @@ def pack_mask_blocks(blocks, p: int) -> tuple[str, dict[str, torch.Tensor]]:
     parameter K (a near-optimal code for the geometric gaps of a random mask: about 40% under the
     bitmask at 15% sparsity). The smallest wins; the same bytes whatever the blocks' sizes.
     """
-    counts, costs, count = [], np.zeros(RICE_KS, dtype=np.int64), 0
-    gaps = _ZeroGaps(p)
+    counts, rice, gaps = [], _RiceCosts(), _ZeroGaps(p)
     for block in blocks():  # pass 1: zeros per image, and what each Rice parameter would cost
         counts.append(p - row_counts(block))
         for piece in gaps.feed(block):
-            costs += [int((piece >> k).sum()) for k in range(RICE_KS)]
-            count += len(piece)
+            rice.add(piece)
     zeros = torch.cat(counts) if counts else torch.zeros(0, dtype=torch.int64)  # (N,)
     n, total = zeros.numel(), int(zeros.sum())
     if total == 0:
         return "none", {}
     index_bytes = 2 * total + 2 * n if p < 32768 else None
     bitmask_bytes = n * ((p + 7) // 8)
-    k = int(np.argmin(costs + count * (1 + np.arange(RICE_KS))))
-    rice_bytes = -(-(int(costs[k]) + count) // 8) + -(-(count * k) // 8)  # the two streams, each padded to a byte
-    if rice_bytes < min(bitmask_bytes, index_bytes if index_bytes is not None else bitmask_bytes):
+    k = rice.best()
+    if rice.bytes(k) < min(bitmask_bytes, index_bytes if index_bytes is not None else bitmask_bytes):
         unary, remainders = _rice_encode_blocks(blocks, p, k)
         return f"rice{k}", {"mask_unary": unary, "mask_remainders": remainders}
     if index_bytes is not None and index_bytes < bitmask_bytes:
@@ -334,15 +331,32 @@ class _BitStream:
         return torch.from_numpy(np.concatenate([*self.bytes, np.packbits(tail)]))
 
 
+class _RiceCosts:
+    """What the Golomb-Rice code of the gaps fed so far costs at every parameter K in 0..RICE_KS-1."""
+
+    def __init__(self):
+        self.quotients, self.count = np.zeros(RICE_KS, dtype=np.int64), 0  # sum of gap >> K; gaps
+
+    def add(self, gaps: np.ndarray) -> None:
+        self.quotients += [int((gaps >> k).sum()) for k in range(RICE_KS)]
+        self.count += len(gaps)
+
+    def best(self) -> int:
+        """The K of the fewest bits: each code is its quotient in unary, a stop bit and K bits."""
+        return int(np.argmin(self.quotients + self.count * (1 + np.arange(RICE_KS))))
+
+    def bytes(self, k: int) -> int:
+        """The two streams' bytes at ``k``, each padded to a byte."""
+        return -(-(int(self.quotients[k]) + self.count) // 8) + -(-(self.count * k) // 8)
+
+
 def _rice_encode(nonzero: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
     """Golomb-Rice code of the gaps between zeros of a whole (N, P) pattern: (K, unary, remainders)
     (a mask that :func:`pack_mask` may code otherwise; for tests and the hostile-file fixtures)."""
-    p = nonzero.shape[1]
-    costs, count = np.zeros(RICE_KS, dtype=np.int64), 0
+    p, rice = nonzero.shape[1], _RiceCosts()
     for gaps in _ZeroGaps(p).feed(nonzero):
-        costs += [int((gaps >> k).sum()) for k in range(RICE_KS)]
-        count += len(gaps)
-    k = int(np.argmin(costs + count * (1 + np.arange(RICE_KS))))
+        rice.add(gaps)
+    k = rice.best()
     return (k, *_rice_encode_blocks(lambda: [nonzero], p, k))
 
 
