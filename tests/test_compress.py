@@ -257,3 +257,33 @@ def test_packed_store_on_the_gpu_decodes_like_the_cpu():
                     CompressConfig(PruneConfig(l1_ratio=0.2, retrain_steps=10), QuantConfig(8)), device="cuda",
                     progress=False)
     assert inrs.device.type == "cuda" and (weight_sparsity(inrs.dense_params(), ARCH) >= 0.199).all()
+
+
+def test_rounds_merged_per_shard_then_weighted_equal_the_rounds_of_all_chunks():
+    """A sharded encode's merge weights each shard's merged rounds by its images (RoundTotals.add_merged):
+    the same means as one process summing every chunk's per-image statistics."""
+    from rapidinr.encoding.compress import RoundTotals
+
+    g = torch.Generator().manual_seed(0)
+
+    def chunk(n):
+        return [{"round": "fit", "seconds": 1.0, "reused": False, "_psnr": torch.rand(n, generator=g) * 40,
+                 "_sparsity": torch.rand(n, generator=g)},
+                {"round": "dynamic-prune", "seconds": 2.0, "schedule": "cifar10", "_psnr": torch.rand(n, generator=g),
+                 "_sparsity": torch.rand(n, generator=g), "_ratio": torch.rand(n, generator=g)}]
+
+    shards = [[chunk(5), chunk(3)], [chunk(7)]]
+    whole = RoundTotals()
+    for shard in shards:
+        for rounds in shard:
+            whole.add(rounds)
+    merged = RoundTotals()
+    for shard in shards:
+        one = RoundTotals()
+        for rounds in shard:
+            one.add(rounds)
+        merged.add_merged(one.merged(), sum(len(r[0]["_psnr"]) for r in shard))
+    a, b = whole.merged(), merged.merged()
+    assert [r.keys() for r in a] == [r.keys() for r in b] and a[1]["schedule"] == "cifar10"
+    for ra, rb in zip(a, b):
+        assert ra == pytest.approx(rb)

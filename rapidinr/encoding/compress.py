@@ -124,13 +124,17 @@ class RoundTotals:
     def __init__(self):
         self.totals: list[dict] | None = None
 
+    def _begin(self, rounds: list[dict], has_ratio, means: tuple[str, ...] = ()) -> None:
+        if self.totals is None:  # the first chunk's rounds name them; their other keys travel as they are
+            skip = ("round", "seconds", *means)
+            self.totals = [{"round": r["round"], "seconds": 0.0, "n": 0, "psnr": 0.0, "sparsity": 0.0, "ratio": 0.0,
+                            "has_ratio": has_ratio(r),
+                            "extra": {k: v for k, v in r.items() if k not in skip and not k.startswith("_")}}
+                           for r in rounds]
+
     def add(self, rounds: list[dict]) -> torch.Tensor:
         """Add one chunk's rounds; returns its last round's per-image PSNR (n,)."""
-        if self.totals is None:
-            self.totals = [{"round": r["round"], "seconds": 0.0, "n": 0, "psnr": 0.0, "sparsity": 0.0, "ratio": 0.0,
-                            "has_ratio": "_ratio" in r,
-                            "extra": {k: v for k, v in r.items() if k not in ("round", "seconds") and not k.startswith("_")}}
-                           for r in rounds]
+        self._begin(rounds, lambda r: "_ratio" in r)
         for total, r in zip(self.totals, rounds):
             total["seconds"] += float(r["seconds"])
             total["n"] += len(r["_psnr"])
@@ -139,6 +143,17 @@ class RoundTotals:
             if total["has_ratio"]:
                 total["ratio"] += float(r["_ratio"].double().sum())
         return rounds[-1]["_psnr"] if rounds else torch.zeros(0)
+
+    def add_merged(self, rounds: list[dict], n: int) -> None:
+        """Add the rounds of ``n`` images already merged (:meth:`merged`'s form: a shard's header meta)."""
+        self._begin(rounds, lambda r: "ratio_mean" in r, ("psnr_mean", "weight_sparsity", "ratio_mean"))
+        for total, r in zip(self.totals, rounds):
+            total["seconds"] += float(r["seconds"])
+            total["n"] += n
+            total["psnr"] += (r["psnr_mean"] or 0.0) * n  # None: no image had a finite PSNR to average
+            total["sparsity"] += r["weight_sparsity"] * n
+            if total["has_ratio"]:
+                total["ratio"] += r["ratio_mean"] * n
 
     def merged(self) -> list[dict]:
         out = []

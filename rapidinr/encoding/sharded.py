@@ -14,6 +14,7 @@ import torch
 from rapidinr.codec.inrset import file_summary, load, write_set
 from rapidinr.core.distributed import barrier, finish, init, local_device, waiting_group
 from rapidinr.core.errors import UserError
+from rapidinr.encoding.compress import RoundTotals
 from rapidinr.encoding.fit import chunk_size_for
 from rapidinr.encoding.runner import encode_file
 from rapidinr.sources.datasets import ImageSet
@@ -129,7 +130,7 @@ def _settings(compression: dict | None) -> dict | None:
 def merged_meta(metas: list[dict], sizes: list[int]) -> dict:
     """The shards' header meta as one file's: refits and chunk counts summed, the encode's seconds
     the slowest shard's (they ran side by side), each compression round's means weighted by the
-    shards' images and its seconds summed (as chunks' are in one process)."""
+    shards' images and its seconds summed, as chunks' are in one process (:class:`RoundTotals`)."""
     meta = dict(metas[0])
     meta["refits"] = sum(int(m.get("refits", 0)) for m in metas)
     meta["encode_seconds"] = max(float(m.get("encode_seconds", 0)) for m in metas)
@@ -137,15 +138,9 @@ def merged_meta(metas: list[dict], sizes: list[int]) -> dict:
         if key in meta:
             meta[key] = sum(int(m.get(key, 0)) for m in metas)
     if meta.get("compression"):
-        rounds = []
-        for j, first in enumerate(meta["compression"]["rounds"]):
-            entries = [m["compression"]["rounds"][j] for m in metas]
-            merged = {**first, "seconds": round(sum(float(e["seconds"]) for e in entries), 3)}
-            for key in ("psnr_mean", "weight_sparsity", "ratio_mean"):
-                if first.get(key) is not None:
-                    total = sum(size for e, size in zip(entries, sizes) if e.get(key) is not None)
-                    merged[key] = sum(e[key] * size for e, size in zip(entries, sizes)
-                                      if e.get(key) is not None) / max(total, 1)
-            rounds.append(merged)
+        totals = RoundTotals()
+        for m, size in zip(metas, sizes):
+            totals.add_merged(m["compression"]["rounds"], size)
+        rounds = totals.merged()
         meta["compression"] = {**meta["compression"], "rounds": rounds}
     return meta
