@@ -7,6 +7,7 @@ never care how weights are kept.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterator
 
 import numpy as np
@@ -324,6 +325,8 @@ class PackedStore:
         def pieces(name: str):
             if name in mask:
                 return [mask[name]]
+            if math.prod(specs[name][1]) == 0:  # an empty part (nothing quantized, no wide biases): no chunk read
+                return []
             if name == "scales":
                 return (store.scales.cpu() for store in chunks())
             return (store._stored(rank, name) for store in chunks())
